@@ -1,0 +1,137 @@
+package collector
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+)
+
+// MaxTypes bounds the per-type tables: map, program and link types are
+// small kernel enums (34, 33 and 15 values on Linux 6.18). A type number at
+// or above MaxTypes-1 is accounted in the last slot, named "unknown".
+const MaxTypes = 64
+
+// DurationBuckets are the upper bounds, in seconds, of the cycle duration
+// histogram: 1 ms to about 2 minutes, doubling.
+var DurationBuckets = [...]float64{
+	0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512,
+	1.024, 2.048, 4.096, 8.192, 16.384, 32.768, 65.536, 131.072,
+}
+
+// TypeStats aggregates the objects of one type.
+type TypeStats struct {
+	Objects     uint64
+	MemoryBytes uint64
+	RunTimeNs   uint64 // programs with run-time statistics on: sum over the programs loaded now
+	RunCount    uint64
+}
+
+// KindStats is what a cycle found for one kind of object.
+type KindStats struct {
+	Objects     uint64 // every object listed, tracked or not
+	MemoryBytes uint64 // sum of the kernel's memlock over every object
+	Tracked     uint64 // objects with a record in the table (pool used)
+	Capacity    uint64 // the table's capacity (pool size)
+	Untracked   uint64 // Objects - Tracked: counted, not kept in detail
+	Unreadable  uint64 // listed but not readable (an error other than "gone"): counted, memory unknown
+	// Created and Removed count objects that appeared and disappeared
+	// between consecutive complete cycles, since the agent started.
+	Created uint64
+	Removed uint64
+	// Types is indexed by map, program or link type.
+	Types [MaxTypes]TypeStats
+	// TypesSeen has bit t set once a type t object has been seen: its series
+	// keep being exported at zero after the last one goes, rather than vanish.
+	TypesSeen [MaxTypes / 64]uint64
+}
+
+// Snapshot is everything exposition shows. It holds no pointers, so a copy
+// is a deep copy and a published snapshot can never be half-written.
+type Snapshot struct {
+	// Valid is false until the first cycle completes.
+	Valid bool
+	// Mode is the collection mode of each kind ("syscall", "iterator").
+	Mode [kernel.NumKinds]string
+	// Kinds is the last complete cycle's picture.
+	Kinds [kernel.NumKinds]KindStats
+
+	// Active is true while collecting normally; false while suspended by
+	// the memory budget or stopped.
+	Active bool
+	// SystemStats is true while run-time statistics are enabled.
+	SystemStats bool
+
+	// Counters since start.
+	Cycles          uint64 // completed cycles
+	MemoryLimitHits uint64 // cycles stopped or skipped at 90% of the budget
+	Overruns        uint64 // cycles that took longer than the interval
+	Batches         uint64
+	Errors          [kernel.NumOps]uint64 // failed operations, by operation
+	Syscalls        [kernel.NumOps]uint64 // system calls, by operation
+	RateLimitWaitNs uint64                // time spent waiting for the rate limiter
+
+	// Cycle duration histogram (completed cycles).
+	DurationCounts [len(DurationBuckets)]uint64 // per bucket, not cumulative
+	DurationSum    float64                      // seconds
+	DurationCount  uint64
+
+	LastSuccessUnixNano int64 // end of the last complete cycle
+	LastDurationNs      int64
+
+	MemoryUsageBytes  uint64 // the agent's measured memory (see collector.MemoryUsage)
+	MemoryBudgetBytes uint64 // max_memory_bytes
+}
+
+// Publisher hands the latest snapshot from the collector to readers. The
+// collector copies a finished snapshot in; a reader copies it out. Each side
+// holds the lock for one copy of a few kilobytes, never for a cycle, and
+// neither allocates.
+type Publisher struct {
+	mu   sync.RWMutex
+	snap Snapshot
+}
+
+// Publish replaces the published snapshot with a copy of *s.
+func (p *Publisher) Publish(s *Snapshot) {
+	p.mu.Lock()
+	p.snap = *s
+	p.mu.Unlock()
+}
+
+// Load copies the published snapshot into *dst.
+func (p *Publisher) Load(dst *Snapshot) {
+	p.mu.RLock()
+	*dst = p.snap
+	p.mu.RUnlock()
+}
+
+// TypeIndex maps a kernel type number to its slot in KindStats.Types.
+func TypeIndex(t uint32) int {
+	if t >= MaxTypes-1 {
+		return MaxTypes - 1
+	}
+	return int(t)
+}
+
+// TypeLabel is the label value of slot i of kind k: the kernel's name
+// ("hash", "kprobe"...), "type_<n>" for a type this build does not name, or
+// "unknown" for the overflow slot.
+func TypeLabel(k kernel.Kind, i int) string { return typeLabels[k][i] }
+
+var typeLabels = func() (l [kernel.NumKinds][MaxTypes]string) {
+	for k := range kernel.NumKinds {
+		for i := range MaxTypes - 1 {
+			if l[k][i] = kernel.TypeName(k, uint32(i)); l[k][i] == "" {
+				l[k][i] = "type_" + strconv.Itoa(i)
+			}
+		}
+		l[k][MaxTypes-1] = "unknown"
+	}
+	return l
+}()
+
+// Seen reports whether type slot i was ever seen.
+func (ks *KindStats) Seen(i int) bool { return ks.TypesSeen[i/64]&(1<<(uint(i)%64)) != 0 }
+
+func (ks *KindStats) markSeen(i int) { ks.TypesSeen[i/64] |= 1 << (uint(i) % 64) }

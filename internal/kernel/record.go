@@ -1,0 +1,148 @@
+package kernel
+
+import "golang.org/x/sys/unix"
+
+// Record is one object as the agent keeps it. It has a fixed size and no
+// pointers (a name is [16]byte), so that tables of records are plain arrays:
+// reused every cycle, never scanned by the garbage collector.
+type Record struct {
+	ID         uint32
+	Type       uint32 // MapType, ProgType or LinkType, by kind
+	Flags      uint32 // maps: map_flags
+	KeySize    uint32 // maps
+	ValueSize  uint32 // maps
+	MaxEntries uint32 // maps
+	Name       [16]byte
+	Tag        [8]byte // programs
+	ProgID     uint32  // links: the program the link holds
+	AttachType uint32  // links whose type carries one (HasAttachType)
+	JitedLen   uint32  // programs: bytes of JITed code
+	XlatedLen  uint32  // programs: bytes of translated instructions
+	Verified   uint32  // programs: instructions processed by the verifier
+	Fields     Fields
+	// Memory is the kernel's own figure in bytes (fdinfo memlock): maps'
+	// bpf_map_memory_usage(), programs' pages * PAGE_SIZE. Links: 0.
+	Memory    uint64
+	RunTimeNs uint64 // programs, with run-time statistics enabled
+	RunCount  uint64 // programs, with run-time statistics enabled
+}
+
+// Fields is the set of Record fields that a read filled.
+type Fields uint16
+
+const (
+	HasDetails    Fields = 1 << iota // the fields that never change
+	HasMemory                        // Memory
+	HasStats                         // RunTimeNs, RunCount
+	HasAttachType                    // AttachType
+)
+
+// Need selects what a Read must fill.
+type Need uint8
+
+const (
+	// NeedDetails: everything that cannot change over an object's life
+	// (type, sizes, flags, name, tag, attachment), and its memory.
+	NeedDetails Need = 1 << iota
+	// NeedMemory: memory only, for objects whose memory follows their contents.
+	NeedMemory
+	// NeedStats: run time and run count, for programs.
+	NeedStats
+)
+
+// MemoryVaries reports whether an object's memory can change after it was
+// created, so that it must be read again every cycle. Derived from the
+// kernel's map_mem_usage callbacks (Linux 6.18): only maps that allocate
+// elements on demand count them; every other map type, every program
+// (prog->pages) and every link is fixed at creation.
+func MemoryVaries(k Kind, rec *Record) bool {
+	if k != KindMap {
+		return false
+	}
+	switch MapType(rec.Type) {
+	case MapTypeHash, MapTypePercpuHash, MapTypeHashOfMaps:
+		// htab_map_mem_usage: elements are counted unless preallocated.
+		return rec.Flags&unix.BPF_F_NO_PREALLOC != 0
+	case MapTypeLpmTrie, // trie_mem_usage: n_entries * node size
+		MapTypeSockhash,    // sock_hash_mem_usage: count * elem_size
+		MapTypeDevmapHash: // dev_map_mem_usage: items * sizeof(bpf_dtab_netdev)
+		return true
+	}
+	return false
+}
+
+// TypeName returns the type's name as bpftool prints it ("hash",
+// "percpu_array", "socket_filter", "tracing"...), or "" for a type this
+// build does not know.
+func TypeName(k Kind, typ uint32) string {
+	var names []string
+	switch k {
+	case KindMap:
+		names = mapTypeNames[:]
+	case KindProg:
+		names = progTypeNames[:]
+	case KindLink:
+		names = linkTypeNames[:]
+	}
+	if int(typ) < len(names) {
+		return names[typ]
+	}
+	return ""
+}
+
+// AttachTypeName returns the attach type's name ("cgroup_inet_ingress",
+// "trace_iter"...), or "" if unknown.
+func AttachTypeName(t uint32) string {
+	if int(t) < len(attachTypeNames) {
+		return attachTypeNames[t]
+	}
+	return ""
+}
+
+// NameString returns a record's name up to its first NUL. It allocates; use
+// it for logs and tests, not in the cycle.
+func (r *Record) NameString() string {
+	for i, c := range r.Name {
+		if c == 0 {
+			return string(r.Name[:i])
+		}
+	}
+	return string(r.Name[:])
+}
+
+func fillMap(rec *Record, info *MapInfo) {
+	rec.Type = info.Type
+	rec.Flags = info.MapFlags
+	rec.KeySize = info.KeySize
+	rec.ValueSize = info.ValueSize
+	rec.MaxEntries = info.MaxEntries
+	rec.Name = info.Name
+	rec.Fields |= HasDetails
+}
+
+func fillProg(rec *Record, info *ProgInfo, need Need) {
+	if need&NeedDetails != 0 {
+		rec.Type = info.Type
+		rec.Name = info.Name
+		rec.Tag = info.Tag
+		rec.JitedLen = info.JitedProgLen
+		rec.XlatedLen = info.XlatedProgLen
+		rec.Verified = info.VerifiedInsns
+		rec.Fields |= HasDetails
+	}
+	if need&NeedStats != 0 {
+		rec.RunTimeNs = info.RunTimeNs
+		rec.RunCount = info.RunCnt
+		rec.Fields |= HasStats
+	}
+}
+
+func fillLink(rec *Record, info *LinkInfo) {
+	rec.Type = info.Type
+	rec.ProgID = info.ProgID
+	if at, ok := info.AttachType(); ok {
+		rec.AttachType = uint32(at)
+		rec.Fields |= HasAttachType
+	}
+	rec.Fields |= HasDetails
+}

@@ -1,0 +1,156 @@
+package kernel
+
+import (
+	"errors"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Errors callers test for. They are values, not wrapped, so that the paths
+// that meet them every cycle (the end of an ID list, an object that vanished)
+// allocate nothing.
+var (
+	// ErrEndOfList ends an enumeration: no object has a greater ID.
+	ErrEndOfList = errors.New("no more objects")
+)
+
+// Gone reports whether err means that the object no longer exists: it was
+// released between the moment its ID was listed and the moment it was opened.
+// That is normal on a busy node and not an error.
+func Gone(err error) bool { return err == unix.ENOENT }
+
+// maxEAGAIN bounds the retries of a bpf(2) call that returned EAGAIN, which
+// the kernel uses for transient failures (the verifier under memory pressure,
+// BPF_PROG_LOAD racing a module unload).
+const maxEAGAIN = 5
+
+// BPF is the one entry point for bpf(2). attr must point to memory the caller
+// keeps alive; pointers the kernel follows from inside attr (the info buffer
+// of BPF_OBJ_GET_INFO_BY_FD) must be heap memory kept alive by the caller.
+// The error is the bare errno so that it allocates nothing.
+func BPF(cmd Cmd, attr unsafe.Pointer, size uintptr) (int, error) {
+	for i := 0; ; i++ {
+		r, _, errno := unix.Syscall(unix.SYS_BPF, uintptr(cmd), uintptr(attr), size)
+		runtime.KeepAlive(attr)
+		switch {
+		case errno == 0:
+			return int(r), nil
+		case errno == unix.EAGAIN && i < maxEAGAIN:
+			continue
+		default:
+			return -1, errno
+		}
+	}
+}
+
+// Kind is one of the three kinds of eBPF objects with IDs.
+type Kind uint8
+
+const (
+	KindMap Kind = iota
+	KindProg
+	KindLink
+	NumKinds
+)
+
+var kindNames = [NumKinds]string{"map", "program", "link"}
+
+// String returns the label value used in metrics: map, program or link.
+func (k Kind) String() string {
+	if k < NumKinds {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+var (
+	nextIDCmd = [NumKinds]Cmd{CmdMapGetNextID, CmdProgGetNextID, CmdLinkGetNextID}
+	fdByIDCmd = [NumKinds]Cmd{CmdMapGetFDByID, CmdProgGetFDByID, CmdLinkGetFDByID}
+)
+
+// NextID returns the smallest ID of an object of kind k greater than after,
+// or ErrEndOfList. IDs are allocated cyclically (idr_alloc_cyclic), so a new
+// object has a greater ID than every object listed before it.
+func NextID(k Kind, after uint32) (uint32, error) {
+	attr := idAttr{StartID: after}
+	_, err := BPF(nextIDCmd[k], unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	if err == unix.ENOENT {
+		return 0, ErrEndOfList
+	}
+	if err != nil {
+		return 0, err
+	}
+	return attr.NextID, nil
+}
+
+// FDByID opens the object of kind k with the given ID. Maps are opened
+// read-only: the agent never writes to anyone's maps. The caller closes fd.
+func FDByID(k Kind, id uint32) (int, error) {
+	attr := idAttr{StartID: id}
+	if k == KindMap {
+		attr.OpenFlags = unix.BPF_F_RDONLY
+	}
+	return BPF(fdByIDCmd[k], unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+}
+
+// objInfo fills the info structure *info of size bytes for fd. The kernel
+// refuses pointer fields it is not asked to follow unless they are zero, so
+// callers pass a zeroed structure.
+func objInfo(fd int, info unsafe.Pointer, size uintptr) error {
+	attr := infoAttr{BpfFD: uint32(fd), InfoLen: uint32(size), Info: uint64(uintptr(info))}
+	_, err := BPF(CmdObjGetInfoByFD, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	runtime.KeepAlive(info)
+	return err
+}
+
+// MapInfoByFD fills info for the map fd. info must be heap memory.
+func MapInfoByFD(fd int, info *MapInfo) error {
+	*info = MapInfo{}
+	return objInfo(fd, unsafe.Pointer(info), unsafe.Sizeof(*info))
+}
+
+// ProgInfoByFD fills info for the program fd. info must be heap memory.
+func ProgInfoByFD(fd int, info *ProgInfo) error {
+	*info = ProgInfo{}
+	return objInfo(fd, unsafe.Pointer(info), unsafe.Sizeof(*info))
+}
+
+// LinkInfoByFD fills info for the link fd. info must be heap memory.
+func LinkInfoByFD(fd int, info *LinkInfo) error {
+	*info = LinkInfo{}
+	return objInfo(fd, unsafe.Pointer(info), unsafe.Sizeof(*info))
+}
+
+// AttachType returns the attach type carried by the link's type-specific
+// info, for the link types that have one.
+func (l *LinkInfo) AttachType() (AttachType, bool) {
+	if int(l.Type) >= len(linkAttachTypeOffset) {
+		return 0, false
+	}
+	off := linkAttachTypeOffset[l.Type]
+	if off == 0 {
+		return 0, false
+	}
+	b := (*[unsafe.Sizeof(LinkInfo{})]byte)(unsafe.Pointer(l))[off : off+4]
+	return AttachType(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24), true
+}
+
+// Close closes a file descriptor without allocating an error.
+func Close(fd int) error {
+	_, _, errno := unix.Syscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// EnableStats turns on run-time statistics (run_time_ns, run_cnt) for every
+// program for as long as the returned fd stays open. Unlike writing the
+// kernel.bpf_stats_enabled sysctl, nothing is left changed when the process
+// dies, whatever the way it dies.
+func EnableStats() (int, error) {
+	attr := enableStatsAttr{Type: uint32(StatsTypeRunTime)}
+	return BPF(CmdEnableStats, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+}

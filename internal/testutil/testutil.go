@@ -1,0 +1,32 @@
+// Package testutil holds what the real-kernel tests of every package share.
+package testutil
+
+import (
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// InCI reports whether the tests run in CI, where nothing that needs the
+// kernel may pass by skipping.
+func InCI() bool { return os.Getenv("CI") != "" }
+
+// RequireBPF skips a test that needs CAP_SYS_ADMIN and CAP_BPF when they are
+// missing, and fails it instead in CI.
+func RequireBPF(tb testing.TB) {
+	tb.Helper()
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		tb.Fatalf("capget: %v", err)
+	}
+	for _, c := range []int{unix.CAP_SYS_ADMIN, unix.CAP_BPF} {
+		if data[c/32].Effective&(1<<(uint(c)%32)) == 0 {
+			if InCI() {
+				tb.Fatalf("CI=%s: this test needs capability %d and must not be skipped", os.Getenv("CI"), c)
+			}
+			tb.Skipf("needs capability %d (run as root)", c)
+		}
+	}
+}
