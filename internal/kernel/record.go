@@ -64,7 +64,7 @@ func MemoryVaries(k Kind, rec *Record) bool {
 		// htab_map_mem_usage: elements are counted unless preallocated.
 		return rec.Flags&unix.BPF_F_NO_PREALLOC != 0
 	case MapTypeLpmTrie, // trie_mem_usage: n_entries * node size
-		MapTypeSockhash,    // sock_hash_mem_usage: count * elem_size
+		MapTypeSockhash,   // sock_hash_mem_usage: count * elem_size
 		MapTypeDevmapHash: // dev_map_mem_usage: items * sizeof(bpf_dtab_netdev)
 		return true
 	}

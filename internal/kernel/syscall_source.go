@@ -17,12 +17,12 @@ type Syscalls interface {
 type Sys struct{}
 
 func (Sys) NextID(k Kind, after uint32) (uint32, error)       { return NextID(k, after) }
-func (Sys) FDByID(k Kind, id uint32) (int, error)              { return FDByID(k, id) }
-func (Sys) MapInfo(fd int, info *MapInfo) error                { return MapInfoByFD(fd, info) }
-func (Sys) ProgInfo(fd int, info *ProgInfo) error              { return ProgInfoByFD(fd, info) }
-func (Sys) LinkInfo(fd int, info *LinkInfo) error              { return LinkInfoByFD(fd, info) }
+func (Sys) FDByID(k Kind, id uint32) (int, error)             { return FDByID(k, id) }
+func (Sys) MapInfo(fd int, info *MapInfo) error               { return MapInfoByFD(fd, info) }
+func (Sys) ProgInfo(fd int, info *ProgInfo) error             { return ProgInfoByFD(fd, info) }
+func (Sys) LinkInfo(fd int, info *LinkInfo) error             { return LinkInfoByFD(fd, info) }
 func (Sys) FDInfo(r *FDInfoReader, fd int, out *FDInfo) error { return r.Read(fd, out) }
-func (Sys) Close(fd int) error                                 { return Close(fd) }
+func (Sys) Close(fd int) error                                { return Close(fd) }
 
 // SyscallSource reads objects one by one with bpf(2) and fdinfo. It works
 // on every kernel with BPF object IDs (4.13+) and needs CAP_SYS_ADMIN, which
@@ -39,7 +39,7 @@ func NewSyscallSource(sys Syscalls, gate Gate, procfs string) *SyscallSource {
 	return &SyscallSource{sys: sys, gate: gate, procfs: procfs}
 }
 
-func (s *SyscallSource) Mode(Kind) string  { return "syscall" }
+func (s *SyscallSource) Mode(Kind) string { return "syscall" }
 func (s *SyscallSource) Begin(Kind) error { return nil }
 
 func (s *SyscallSource) NextID(k Kind, after uint32) (uint32, error) {
