@@ -2,7 +2,9 @@
 package testutil
 
 import (
+	"encoding/json"
 	"os"
+	"os/exec"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -29,4 +31,49 @@ func RequireBPF(tb testing.TB) {
 			tb.Skipf("needs capability %d (run as root)", c)
 		}
 	}
+}
+
+// BpftoolObject is what the tests compare against: bpftool's JSON view of
+// one map, program or link.
+type BpftoolObject struct {
+	ID           uint32 `json:"id"`
+	Type         string `json:"type"`
+	Name         string `json:"name"`
+	BytesMemlock uint64 `json:"bytes_memlock"`
+	ProgID       uint32 `json:"prog_id"`
+	RunTimeNs    uint64 `json:"run_time_ns"`
+	RunCnt       uint64 `json:"run_cnt"`
+}
+
+// Bpftool lists the objects of kind ("map", "prog" or "link") with
+// `bpftool -j <kind> show`, an oracle independent of this code base.
+func Bpftool(tb testing.TB, kind string) []BpftoolObject {
+	tb.Helper()
+	path, err := exec.LookPath("bpftool")
+	if err != nil {
+		if InCI() {
+			tb.Fatal("bpftool not found; CI installs Debian's bpftool package")
+		}
+		tb.Skip("bpftool not found")
+	}
+	out, err := exec.Command(path, "-j", kind, "show").Output()
+	if err != nil {
+		tb.Fatalf("bpftool %s show: %v", kind, err)
+	}
+	var objs []BpftoolObject
+	if err := json.Unmarshal(out, &objs); err != nil {
+		tb.Fatalf("bpftool %s show: %v", kind, err)
+	}
+	return objs
+}
+
+// BpftoolTotals returns the number of objects of kind and the sum of their
+// memlock, as bpftool reports them.
+func BpftoolTotals(tb testing.TB, kind string) (count int, memlock uint64) {
+	tb.Helper()
+	objs := Bpftool(tb, kind)
+	for _, o := range objs {
+		memlock += o.BytesMemlock
+	}
+	return len(objs), memlock
 }

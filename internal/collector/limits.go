@@ -1,0 +1,141 @@
+package collector
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+)
+
+// limiter is a token bucket: tokens refill at rate per second up to burst,
+// every system call takes one, and a caller that finds the bucket empty
+// reserves its token and sleeps until it is due. It is written out rather
+// than taken from golang.org/x/time/rate because waiting there allocates a
+// timer per wait, and the cycle must allocate nothing.
+type limiter struct {
+	rate  float64 // tokens per second; 0 = unlimited
+	burst float64
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+
+	timers chan *time.Timer // reusable timers, one per concurrent waiter
+	waitNs atomic.Uint64
+}
+
+func newLimiter(rate float64, burst, waiters int) *limiter {
+	l := &limiter{rate: rate, burst: float64(burst), tokens: float64(burst), last: time.Now()}
+	l.timers = make(chan *time.Timer, waiters)
+	for range waiters {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		l.timers <- t
+	}
+	return l
+}
+
+// reserve takes n tokens and returns how long the caller must wait before
+// using them.
+func (l *limiter) reserve(n int) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if elapsed := now.Sub(l.last).Seconds(); elapsed > 0 {
+		l.tokens = math.Min(l.burst, l.tokens+elapsed*l.rate)
+	}
+	l.last = now
+	l.tokens -= float64(n)
+	if l.tokens >= 0 {
+		return 0
+	}
+	return time.Duration(-l.tokens / l.rate * float64(time.Second))
+}
+
+// wait blocks until n tokens are available or ctx is done.
+func (l *limiter) wait(ctx context.Context, n int) error {
+	if l.rate <= 0 {
+		return nil
+	}
+	d := l.reserve(n)
+	if d <= 0 {
+		return nil
+	}
+	l.waitNs.Add(uint64(d))
+	var t *time.Timer
+	select {
+	case t = <-l.timers:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { l.timers <- t }()
+	t.Reset(d)
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		t.Stop()
+		return ctx.Err()
+	}
+}
+
+// gate implements kernel.Gate: it admits at most maxInFlight system calls at
+// once and no more than the limiter allows, counts every call and every
+// failure, and logs failures with their context.
+type gate struct {
+	ctx      context.Context // the running cycle's; set before each cycle
+	sem      chan struct{}
+	lim      *limiter
+	logger   *slog.Logger
+	calls    [kernel.NumOps]atomic.Uint64
+	failures [kernel.NumOps]atomic.Uint64
+
+	inFlight    atomic.Int32
+	maxInFlight atomic.Int32 // the most ever seen at once, for tests
+
+	logged atomic.Int32 // failures logged in this cycle
+}
+
+// maxLoggedPerCycle bounds the failure lines one cycle writes: a kernel
+// that refuses everything must not flood the log.
+const maxLoggedPerCycle = 10
+
+func newGate(maxInFlight int, lim *limiter, logger *slog.Logger) *gate {
+	return &gate{sem: make(chan struct{}, maxInFlight), lim: lim, logger: logger, ctx: context.Background()}
+}
+
+func (g *gate) Acquire(op kernel.Op) error {
+	if err := g.lim.wait(g.ctx, op.Calls()); err != nil {
+		return err
+	}
+	select {
+	case g.sem <- struct{}{}:
+	case <-g.ctx.Done():
+		return g.ctx.Err()
+	}
+	n := g.inFlight.Add(1)
+	for {
+		m := g.maxInFlight.Load()
+		if n <= m || g.maxInFlight.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	return nil
+}
+
+func (g *gate) Release(op kernel.Op, k kernel.Kind, id uint32, err error) {
+	g.inFlight.Add(-1)
+	<-g.sem
+	g.calls[op].Add(uint64(op.Calls()))
+	if err == nil {
+		return
+	}
+	g.failures[op].Add(1)
+	if g.logged.Add(1) <= maxLoggedPerCycle {
+		g.logger.Warn("kernel operation failed", "op", op.String(), "type", k.String(), "id", id, "err", err)
+	}
+}

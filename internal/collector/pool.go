@@ -1,0 +1,78 @@
+package collector
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+)
+
+// pool runs the jobs of a batch on a fixed set of workers, each with its own
+// Reader and buffers. The workers are started once; running a batch hands
+// them the batch size over channels and waits, allocating nothing.
+type pool struct {
+	jobs  []job
+	n     int
+	next  atomic.Int64
+	start []chan struct{}
+	done  sync.WaitGroup
+	quit  chan struct{}
+	exit  sync.WaitGroup
+	once  sync.Once
+	dead  atomic.Bool
+}
+
+func newPool(src kernel.Source, workers int, jobs []job) *pool {
+	p := &pool{jobs: jobs, quit: make(chan struct{}), start: make([]chan struct{}, workers)}
+	p.exit.Add(workers)
+	for i := range workers {
+		p.start[i] = make(chan struct{}, 1)
+		go p.work(p.start[i], src.NewReader())
+	}
+	return p
+}
+
+func (p *pool) work(start <-chan struct{}, r kernel.Reader) {
+	defer p.exit.Done()
+	for {
+		select {
+		case <-p.quit:
+			return
+		case <-start:
+		}
+		for {
+			i := int(p.next.Add(1) - 1)
+			if i >= p.n {
+				break
+			}
+			j := &p.jobs[i]
+			j.err = r.Read(j.kind, j.id, j.need, j.rec)
+		}
+		p.done.Done()
+	}
+}
+
+// run reads jobs[:n] and returns when all are done.
+func (p *pool) run(n int) {
+	if n == 0 {
+		return
+	}
+	p.n = n
+	p.next.Store(0)
+	workers := min(len(p.start), n)
+	p.done.Add(workers)
+	for i := range workers {
+		p.start[i] <- struct{}{}
+	}
+	p.done.Wait()
+}
+
+func (p *pool) stop() {
+	p.once.Do(func() {
+		p.dead.Store(true)
+		close(p.quit)
+		p.exit.Wait()
+	})
+}
+
+func (p *pool) stopped() bool { return p.dead.Load() }
