@@ -1,0 +1,319 @@
+// Package exposition renders the published collector.Snapshot: a Prometheus
+// collector over it, the registry that adds the Go, process and build
+// metrics, the text output of --once, and the HTTP server of /metrics.
+//
+// Nothing here reads the kernel: a scrape copies the latest snapshot out of
+// the collector.Publisher and turns it into constant metrics.
+package exposition
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+)
+
+// DefaultNamespace prefixes every metric name of the agent unless another
+// namespace is configured.
+const DefaultNamespace = "odigos_ebpf"
+
+var namespaceRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// CheckNamespace reports whether ns can prefix metric names in the classic
+// Prometheus character set ([a-zA-Z_][a-zA-Z0-9_]*). NewCollector and
+// NewRegistry panic on a namespace that fails this check, so configuration
+// should call it first. The empty string is accepted and means
+// DefaultNamespace.
+func CheckNamespace(ns string) error {
+	if ns == "" || namespaceRE.MatchString(ns) {
+		return nil
+	}
+	return fmt.Errorf("invalid metric namespace %q: want [a-zA-Z_][a-zA-Z0-9_]*", ns)
+}
+
+func namespaceOrDefault(ns string) string {
+	if ns == "" {
+		return DefaultNamespace
+	}
+	return ns
+}
+
+// kindLabel is the label that names the kind of object: map, program, link.
+const kindLabel = "type"
+
+// typeLabelName is the label that names the type of an object of kind k:
+// map_type, program_type, link_type.
+func typeLabelName(k kernel.Kind) string { return k.String() + "_type" }
+
+// memoryKinds are the kinds with a memory figure. Links have none (their
+// fdinfo has no memlock), so no link series is emitted for memory rather
+// than a 0 that would read as "links cost nothing".
+var memoryKinds = [...]kernel.Kind{kernel.KindMap, kernel.KindProg}
+
+// snapshotCollector is a prometheus.Collector over the published snapshot.
+// Its descriptors are built once; Collect copies the snapshot and emits
+// constant metrics, so Collect and Describe may run concurrently with each
+// other and with the collector's cycle.
+type snapshotCollector struct {
+	pub   *collector.Publisher
+	descs []*prometheus.Desc // every descriptor, for Describe
+
+	// Label values, computed once.
+	kindNames [kernel.NumKinds]string
+	opNames   [kernel.NumOps]string
+
+	// Per kind (label type).
+	objects, memory, capacity, used *prometheus.Desc
+	untracked, unreadable           *prometheus.Desc
+	created, removed                *prometheus.Desc
+	mode                            *prometheus.Desc // labels type, mode
+	totalMemory                     *prometheus.Desc
+
+	// Per type of one kind (label map_type, program_type or link_type).
+	typeObjects [kernel.NumKinds]*prometheus.Desc
+	typeMemory  [kernel.NumKinds]*prometheus.Desc // nil for links: the kernel gives them no memory figure
+	runTime     *prometheus.Desc
+	runs        *prometheus.Desc
+
+	// Per operation (label op).
+	errors, syscalls *prometheus.Desc
+
+	// The collector itself.
+	active, systemStats       *prometheus.Desc
+	memoryUsage, memoryBudget *prometheus.Desc
+	memoryLimitHits           *prometheus.Desc
+	cycles, overruns, batches *prometheus.Desc
+	rateLimitWait             *prometheus.Desc
+	duration                  *prometheus.Desc
+	lastSuccess, lastDuration *prometheus.Desc
+}
+
+// NewCollector returns a collector of the snapshots published in pub, with
+// metric names prefixed by namespace ("" means DefaultNamespace). See
+// CheckNamespace.
+func NewCollector(pub *collector.Publisher, namespace string) prometheus.Collector {
+	ns := namespaceOrDefault(namespace)
+	c := &snapshotCollector{pub: pub}
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		d := prometheus.NewDesc(prometheus.BuildFQName(ns, "", name), help, labels, nil)
+		c.descs = append(c.descs, d)
+		return d
+	}
+
+	c.objects = desc("objects",
+		"eBPF objects of each kind in the kernel at the end of the last complete cycle, tracked in detail or not.",
+		kindLabel)
+	c.totalMemory = desc("total_memory_bytes",
+		"Kernel memory of every eBPF map and program, each object counted once, at the end of the last complete cycle (the kernel's memlock figure).")
+	c.memory = desc("memory_bytes",
+		"Kernel memory of the eBPF objects of each kind (the kernel's memlock figure). Only maps and programs: the kernel gives links no memory figure.",
+		kindLabel)
+	c.capacity = desc("pool_capacity",
+		"Objects of each kind that the agent can track in detail (the size of its preallocated table).",
+		kindLabel)
+	c.used = desc("pool_used",
+		"Objects of each kind tracked in detail in the agent's table.",
+		kindLabel)
+	c.untracked = desc("untracked_objects",
+		"Objects of each kind counted (and their memory summed) but not tracked in detail because the table was full.",
+		kindLabel)
+	c.unreadable = desc("unreadable_objects",
+		"Objects of each kind listed by the kernel but whose information could not be read (counted; memory unknown).",
+		kindLabel)
+	c.created = desc("objects_created_total",
+		"Objects of each kind that appeared between two consecutive complete cycles, since the agent started.",
+		kindLabel)
+	c.removed = desc("objects_removed_total",
+		"Objects of each kind that disappeared between two consecutive complete cycles, since the agent started.",
+		kindLabel)
+
+	for k := range kernel.NumKinds {
+		c.kindNames[k] = k.String()
+		c.typeObjects[k] = desc(k.String()+"_objects",
+			fmt.Sprintf("eBPF %ss in the kernel at the end of the last complete cycle, by %s type. A type seen once keeps its series, at 0 when none is left.", k, k),
+			typeLabelName(k))
+	}
+	for _, k := range memoryKinds {
+		c.typeMemory[k] = desc(k.String()+"_memory_bytes",
+			fmt.Sprintf("Kernel memory of the eBPF %ss of each %s type (the kernel's memlock figure).", k, k),
+			typeLabelName(k))
+	}
+	progType := typeLabelName(kernel.KindProg)
+	c.runTime = desc("program_run_time_seconds",
+		"Sum, over the programs of each type loaded now, of the time they ran while the kernel's run-time statistics were enabled. "+
+			"A gauge, not a counter: it drops when a program is unloaded. Present only while run-time statistics are enabled.",
+		progType)
+	c.runs = desc("program_runs",
+		"Sum, over the programs of each type loaded now, of the number of times they ran while the kernel's run-time statistics were enabled. "+
+			"A gauge, not a counter: it drops when a program is unloaded. Present only while run-time statistics are enabled.",
+		progType)
+	c.mode = desc("collection_mode",
+		"Always 1: how each kind of object is read from the kernel (mode: iterator or syscall).",
+		kindLabel, "mode")
+
+	for op := range kernel.NumOps {
+		c.opNames[op] = op.String()
+	}
+	c.errors = desc("collection_errors_total",
+		"Kernel operations that failed during collection, by operation (an object released while being read is not an error).",
+		"op")
+	c.syscalls = desc("syscalls_total",
+		"System calls made by the collector, by operation.",
+		"op")
+
+	c.active = desc("collection_active",
+		"1 while the agent collects normally, 0 while collection is suspended (memory budget) or stopped.")
+	c.systemStats = desc("system_stats_enabled",
+		"1 while the agent keeps the kernel's eBPF run-time statistics enabled (BPF_ENABLE_STATS), else 0.")
+	c.memoryUsage = desc("collector_memory_usage_bytes",
+		"Memory used by the agent itself, as measured by the collector.")
+	c.memoryBudget = desc("collector_memory_budget_bytes",
+		"Memory budget of the agent (max_memory_bytes): collection stops at 90% of it.")
+	c.memoryLimitHits = desc("collection_memory_limit_hit_total",
+		"Cycles stopped or skipped because the agent reached 90% of its memory budget.")
+	c.cycles = desc("collection_cycles_total",
+		"Collection cycles completed.")
+	c.overruns = desc("collection_overruns_total",
+		"Collection cycles that took longer than the collection interval.")
+	c.batches = desc("collection_batches_total",
+		"Batches of objects read by the collector.")
+	c.rateLimitWait = desc("collection_rate_limit_wait_seconds_total",
+		"Time the collector spent waiting for its system call rate limit.")
+	c.duration = desc("collection_duration_seconds",
+		"Duration of the completed collection cycles.")
+	c.lastSuccess = desc("last_success_timestamp_seconds",
+		"Unix time at which the last complete collection cycle ended. Absent until a cycle completes.")
+	c.lastDuration = desc("last_collection_duration_seconds",
+		"Duration of the last complete collection cycle. Absent until a cycle completes.")
+	return c
+}
+
+// Describe sends the descriptors built by NewCollector, the same every time.
+func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+// Collect copies the published snapshot and sends it as constant metrics.
+// It makes no system call and reads no file.
+//
+// Before the first complete cycle (!Valid) it sends only what is true
+// without one: the collector's state, memory, mode and counters, never
+// object gauges at a made-up 0.
+func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	var s collector.Snapshot
+	c.pub.Load(&s)
+
+	gauge(ch, c.active, boolValue(s.Active))
+	gauge(ch, c.systemStats, boolValue(s.SystemStats))
+	gauge(ch, c.memoryUsage, float64(s.MemoryUsageBytes))
+	gauge(ch, c.memoryBudget, float64(s.MemoryBudgetBytes))
+	counter(ch, c.memoryLimitHits, float64(s.MemoryLimitHits))
+	counter(ch, c.cycles, float64(s.Cycles))
+	counter(ch, c.overruns, float64(s.Overruns))
+	counter(ch, c.batches, float64(s.Batches))
+	counter(ch, c.rateLimitWait, float64(s.RateLimitWaitNs)/1e9)
+	for op := range kernel.NumOps {
+		counter(ch, c.errors, float64(s.Errors[op]), c.opNames[op])
+		counter(ch, c.syscalls, float64(s.Syscalls[op]), c.opNames[op])
+	}
+	c.collectDuration(ch, &s)
+	for k := range kernel.NumKinds {
+		ks := &s.Kinds[k]
+		counter(ch, c.created, float64(ks.Created), c.kindNames[k])
+		counter(ch, c.removed, float64(ks.Removed), c.kindNames[k])
+		if s.Mode[k] != "" {
+			gauge(ch, c.mode, 1, c.kindNames[k], s.Mode[k])
+		}
+	}
+
+	if !s.Valid {
+		return
+	}
+	gauge(ch, c.lastSuccess, float64(s.LastSuccessUnixNano)/1e9)
+	gauge(ch, c.lastDuration, float64(s.LastDurationNs)/1e9)
+	var total uint64
+	for k := range kernel.NumKinds {
+		ks := &s.Kinds[k]
+		kind := c.kindNames[k]
+		total += ks.MemoryBytes
+		gauge(ch, c.objects, float64(ks.Objects), kind)
+		gauge(ch, c.capacity, float64(ks.Capacity), kind)
+		gauge(ch, c.used, float64(ks.Tracked), kind)
+		gauge(ch, c.untracked, float64(ks.Untracked), kind)
+		gauge(ch, c.unreadable, float64(ks.Unreadable), kind)
+		if c.typeMemory[k] != nil {
+			gauge(ch, c.memory, float64(ks.MemoryBytes), kind)
+		}
+		c.collectTypes(ch, &s, k)
+	}
+	gauge(ch, c.totalMemory, float64(total))
+}
+
+// collectTypes sends the per-type series of kind k: one per type ever seen.
+func (c *snapshotCollector) collectTypes(ch chan<- prometheus.Metric, s *collector.Snapshot, k kernel.Kind) {
+	ks := &s.Kinds[k]
+	stats := k == kernel.KindProg && s.SystemStats
+	for i := range ks.Types {
+		if !ks.Seen(i) {
+			continue
+		}
+		t := &ks.Types[i]
+		typ := collector.TypeLabel(k, i)
+		gauge(ch, c.typeObjects[k], float64(t.Objects), typ)
+		if c.typeMemory[k] != nil {
+			gauge(ch, c.typeMemory[k], float64(t.MemoryBytes), typ)
+		}
+		if stats {
+			gauge(ch, c.runTime, float64(t.RunTimeNs)/1e9, typ)
+			gauge(ch, c.runs, float64(t.RunCount), typ)
+		}
+	}
+}
+
+// collectDuration sends the cycle duration histogram. The snapshot counts
+// each bucket alone; Prometheus buckets are cumulative.
+func (c *snapshotCollector) collectDuration(ch chan<- prometheus.Metric, s *collector.Snapshot) {
+	buckets := make(map[float64]uint64, len(collector.DurationBuckets))
+	var cum uint64
+	for i, upper := range collector.DurationBuckets {
+		cum += s.DurationCounts[i]
+		buckets[upper] = cum
+	}
+	// The +Inf bucket is the count; it can never be below the last bound's.
+	count := max(s.DurationCount, cum)
+	m, err := prometheus.NewConstHistogram(c.duration, count, s.DurationSum, buckets)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(c.duration, err)
+	}
+	ch <- m
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	send(ch, d, prometheus.GaugeValue, v, labels)
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	send(ch, d, prometheus.CounterValue, v, labels)
+}
+
+// send sends a constant metric, or an invalid metric (which the registry
+// reports as a gathering error) if a label value is not valid UTF-8.
+func send(ch chan<- prometheus.Metric, d *prometheus.Desc, t prometheus.ValueType, v float64, labels []string) {
+	m, err := prometheus.NewConstMetric(d, t, v, labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	ch <- m
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

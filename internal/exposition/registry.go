@@ -1,0 +1,51 @@
+package exposition
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/expfmt"
+)
+
+// NewRegistry returns a new registry (never the global default one) holding
+// c, the Go runtime collector (go_*), the process collector (process_*) and
+// <namespace>_build_info, labelled with the version set at link time in
+// github.com/prometheus/common/version. namespace "" means DefaultNamespace;
+// it panics if namespace fails CheckNamespace or c's descriptors collide with
+// the others.
+//
+// The process collector reads /proc/self on each scrape: the only file read
+// a scrape makes (it reads nothing of eBPF).
+func NewRegistry(c prometheus.Collector, namespace string) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		c,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector(namespaceOrDefault(namespace)),
+	)
+	return reg
+}
+
+// WriteText writes everything g gathers in the Prometheus text format
+// (version 0.0.4), as --once prints it. When gathering fails in part, it
+// writes what was gathered and returns the error.
+func WriteText(w io.Writer, g prometheus.Gatherer) error {
+	mfs, err := g.Gather()
+	var errs []error
+	if err != nil {
+		errs = append(errs, fmt.Errorf("gathering metrics: %w", err))
+	}
+	enc := expfmt.NewEncoder(w, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			errs = append(errs, fmt.Errorf("writing metric family %s: %w", mf.GetName(), err))
+			break
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,356 @@
+package exposition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
+)
+
+// Defaults of the ServerConfig fields left at their zero value.
+const (
+	DefaultTelemetryPath       = "/metrics"
+	DefaultMaxRequestsInFlight = 4
+	DefaultScrapeTimeout       = 10 * time.Second
+)
+
+// Limits of the HTTP server. The write timeout is the scrape timeout plus
+// writeTimeoutMargin, so that a scrape cut by the scrape timeout still gets
+// its 503 written.
+const (
+	readHeaderTimeout  = 5 * time.Second
+	readTimeout        = 10 * time.Second
+	idleTimeout        = 2 * time.Minute
+	maxHeaderBytes     = 64 << 10
+	writeTimeoutMargin = 5 * time.Second
+	// pprofWriteTimeout replaces a shorter write timeout when pprof is on:
+	// a CPU profile runs 30 s by default (60 s from the landing page) and
+	// net/http/pprof refuses one that would outlast the write timeout.
+	pprofWriteTimeout = 90 * time.Second
+)
+
+// ServerConfig configures the HTTP server. Zero values take the defaults
+// above.
+type ServerConfig struct {
+	// ListenAddresses are TCP addresses to listen on (--web.listen-address,
+	// repeatable), e.g. ":9435". At least one is required.
+	ListenAddresses []string
+	// TelemetryPath is where the metrics are served (--web.telemetry-path):
+	// an absolute, clean path of [A-Za-z0-9._~/-], outside /-/ and /debug/.
+	TelemetryPath string
+	// WebConfigFile is an exporter-toolkit web configuration file
+	// (--web.config.file: TLS, basic auth, headers, rate limit); "" serves
+	// plain HTTP. It is validated by NewServer, and its TLS files are read
+	// again on every new connection.
+	WebConfigFile string
+	// MaxRequestsInFlight bounds concurrent scrapes; over it, scrapes are
+	// answered 503 at once. <= 0 means DefaultMaxRequestsInFlight.
+	MaxRequestsInFlight int
+	// ScrapeTimeout bounds the time to gather and encode the metrics; past
+	// it, the scrape is answered 503. <= 0 means DefaultScrapeTimeout.
+	ScrapeTimeout time.Duration
+	// EnablePprof mounts net/http/pprof under /debug/pprof/ (on the
+	// server's own mux: never on http.DefaultServeMux).
+	EnablePprof bool
+	// Ready answers /-/ready: 200 when it returns true, 503 otherwise. nil
+	// means always ready. SnapshotReady(pub) is ready once a cycle has
+	// completed.
+	Ready func() bool
+}
+
+// SnapshotReady returns a ServerConfig.Ready that reports whether pub holds
+// the snapshot of a complete cycle.
+func SnapshotReady(pub *collector.Publisher) func() bool {
+	return func() bool {
+		var s collector.Snapshot
+		pub.Load(&s)
+		return s.Valid
+	}
+}
+
+func (cfg *ServerConfig) setDefaults() {
+	if cfg.TelemetryPath == "" {
+		cfg.TelemetryPath = DefaultTelemetryPath
+	}
+	if cfg.MaxRequestsInFlight <= 0 {
+		cfg.MaxRequestsInFlight = DefaultMaxRequestsInFlight
+	}
+	if cfg.ScrapeTimeout <= 0 {
+		cfg.ScrapeTimeout = DefaultScrapeTimeout
+	}
+}
+
+func (cfg *ServerConfig) validate() error {
+	if len(cfg.ListenAddresses) == 0 {
+		return errors.New("no listen address")
+	}
+	for _, a := range cfg.ListenAddresses {
+		if strings.Contains(a, "://") {
+			return fmt.Errorf("listen address %q: only TCP host:port addresses are supported", a)
+		}
+	}
+	return checkTelemetryPath(cfg.TelemetryPath)
+}
+
+// checkTelemetryPath accepts the paths that http.ServeMux matches exactly as
+// written: no pattern syntax, no "." or ".." segment, no "//".
+func checkTelemetryPath(p string) error {
+	bad := func(why string) error { return fmt.Errorf("telemetry path %q: %s", p, why) }
+	if !strings.HasPrefix(p, "/") {
+		return bad("must start with /")
+	}
+	for _, r := range p {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("._~/-", r)) {
+			return bad("only letters, digits and ._~/- are allowed")
+		}
+	}
+	if c := path.Clean(p); c != p && c+"/" != p {
+		return bad("must be a clean path")
+	}
+	if strings.HasPrefix(p, "/-/") || p == "/debug" || strings.HasPrefix(p, "/debug/") {
+		return bad("/-/ and /debug/ are reserved")
+	}
+	return nil
+}
+
+// Server serves the metrics, a landing page, /-/healthy, /-/ready and, if
+// enabled, pprof, on every listen address.
+type Server struct {
+	logger    *slog.Logger
+	flags     web.FlagConfig
+	drain     time.Duration // how long Serve waits for requests in flight when its context ends
+	listeners []net.Listener
+	// One http.Server per listener: with a web configuration file,
+	// web.Serve wraps server.Handler, so listeners cannot share a server.
+	servers []*http.Server
+	serving atomic.Bool
+}
+
+// NewServer validates cfg, builds the handlers and binds the listen
+// addresses (so that Addrs is known before Serve). g is what /metrics
+// serves. reg, if not nil, receives the promhttp_metric_handler_* metrics
+// about the scrapes themselves (pass the registry g gathers to expose
+// them). logger nil discards logs.
+func NewServer(cfg ServerConfig, g prometheus.Gatherer, reg prometheus.Registerer, logger *slog.Logger) (*Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := web.Validate(cfg.WebConfigFile); err != nil {
+		return nil, fmt.Errorf("web configuration file %s: %w", cfg.WebConfigFile, err)
+	}
+	handler, err := newHandler(&cfg, g, reg, logger)
+	if err != nil {
+		return nil, err
+	}
+
+	writeTimeout := cfg.ScrapeTimeout + writeTimeoutMargin
+	if cfg.EnablePprof {
+		writeTimeout = max(writeTimeout, pprofWriteTimeout)
+	}
+	webConfigFile := cfg.WebConfigFile
+	s := &Server{
+		logger: logger,
+		flags: web.FlagConfig{
+			WebListenAddresses: &cfg.ListenAddresses,
+			WebSystemdSocket:   new(bool),
+			WebConfigFile:      &webConfigFile,
+		},
+		drain: writeTimeout,
+	}
+	for _, addr := range cfg.ListenAddresses {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("listening on %s: %w", addr, err)
+		}
+		s.listeners = append(s.listeners, l)
+		s.servers = append(s.servers, &http.Server{
+			Handler:           handler,
+			ReadHeaderTimeout: readHeaderTimeout,
+			ReadTimeout:       readTimeout,
+			WriteTimeout:      writeTimeout,
+			IdleTimeout:       idleTimeout,
+			MaxHeaderBytes:    maxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		})
+	}
+	return s, nil
+}
+
+func newHandler(cfg *ServerConfig, g prometheus.Gatherer, reg prometheus.Registerer, logger *slog.Logger) (http.Handler, error) {
+	opts := promhttp.HandlerOpts{
+		ErrorLog:            promhttpLogger{logger},
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: cfg.MaxRequestsInFlight,
+		Timeout:             cfg.ScrapeTimeout,
+		EnableOpenMetrics:   true,
+	}
+	if reg != nil {
+		opts.Registry = reg // promhttp_metric_handler_errors_total
+	}
+	metrics := promhttp.HandlerFor(g, opts)
+	if reg != nil {
+		metrics = promhttp.InstrumentMetricHandler(reg, metrics)
+	}
+
+	mux := http.NewServeMux()
+	pattern := "GET " + cfg.TelemetryPath
+	if strings.HasSuffix(pattern, "/") {
+		pattern += "{$}" // exactly this path, not the subtree
+	}
+	mux.Handle(pattern, metrics)
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintln(w, "Healthy.")
+	})
+	ready := cfg.Ready
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if ready != nil && !ready() {
+			http.Error(w, "Not ready: no collection cycle has completed yet.", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "Ready.")
+	})
+
+	if cfg.TelemetryPath != "/" {
+		profiling := "false"
+		if cfg.EnablePprof {
+			profiling = "true"
+		}
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "ebpf-metrics",
+			Description: "Every eBPF map, program and link in the kernel, and the kernel memory they hold.",
+			Version:     version.Info(),
+			Links: []web.LandingLinks{
+				{Address: cfg.TelemetryPath, Text: "Metrics"},
+				{Address: "/-/healthy", Text: "Health", Description: "200 while the agent runs"},
+				{Address: "/-/ready", Text: "Readiness", Description: "200 once a collection cycle has completed"},
+			},
+			Profiling: profiling,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("building the landing page: %w", err)
+		}
+		mux.Handle("GET /{$}", landing)
+	}
+
+	if cfg.EnablePprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // and the named profiles: heap, goroutine...
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	return mux, nil
+}
+
+// Addrs returns the bound addresses, in the order of ListenAddresses: the
+// real ports when a listen address asked for port 0.
+func (s *Server) Addrs() []net.Addr {
+	addrs := make([]net.Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		addrs[i] = l.Addr()
+	}
+	return addrs
+}
+
+// Serve serves on every listener until ctx is done, Shutdown is called, or
+// a listener fails. When ctx is done it shuts down gracefully, waiting for
+// scrapes in flight for at most the write timeout. When a listener fails
+// (for instance a TLS certificate that cannot be loaded) it stops the
+// others the same way and returns that error. It returns nil after a clean
+// stop, and an error if called more than once.
+func (s *Server) Serve(ctx context.Context) error {
+	if !s.serving.CompareAndSwap(false, true) {
+		return errors.New("server already started")
+	}
+	errc := make(chan error, len(s.servers))
+	for i, srv := range s.servers {
+		go func() { errc <- web.Serve(s.listeners[i], srv, &s.flags, s.logger) }()
+	}
+
+	remaining := len(s.servers)
+	var first error
+	select {
+	case <-ctx.Done():
+		first = s.shutdownWithin(s.drain)
+	case err := <-errc:
+		remaining--
+		if !errors.Is(err, http.ErrServerClosed) {
+			// A listener failed; stop the others.
+			first = fmt.Errorf("serving http: %w", err)
+			_ = s.shutdownWithin(s.drain)
+		}
+		// Otherwise Shutdown was called: every server returns at once.
+	}
+	for ; remaining > 0; remaining-- {
+		if err := <-errc; first == nil && !errors.Is(err, http.ErrServerClosed) {
+			first = fmt.Errorf("serving http: %w", err)
+		}
+	}
+	return first
+}
+
+func (s *Server) shutdownWithin(d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return s.Shutdown(ctx)
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, then waits
+// for the requests in flight to complete. If ctx ends first, it closes the
+// remaining connections and returns ctx's error. Serve returns as soon as
+// Shutdown starts; the caller waits for Shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	errs := make([]error, len(s.servers))
+	var wg sync.WaitGroup
+	for i, srv := range s.servers {
+		wg.Go(func() {
+			if err := srv.Shutdown(ctx); err != nil {
+				errs[i] = err
+				_ = srv.Close()
+			}
+		})
+	}
+	wg.Wait()
+	// Listeners that Serve never reached are not closed by http.Server.
+	s.closeListeners()
+	for _, err := range errs {
+		if err != nil {
+			return fmt.Errorf("shutting down http server: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		_ = l.Close() // net.ErrClosed when http.Server closed it already
+	}
+}
+
+// promhttpLogger logs promhttp's errors (gathering, encoding) through slog.
+type promhttpLogger struct{ l *slog.Logger }
+
+func (p promhttpLogger) Println(v ...any) {
+	p.l.Error(strings.TrimSuffix(fmt.Sprintln(v...), "\n"), "component", "promhttp")
+}
