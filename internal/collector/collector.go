@@ -119,7 +119,6 @@ func New(opts Options) (*Collector, error) {
 	c.pool = newPool(c.src, workers, c.batch)
 	c.snap.MemoryBudgetBytes = cfg.MaxMemoryBytes
 	c.snap.Active = true
-	c.pub.Publish(&c.snap)
 
 	if cfg.EnableSystemStats {
 		if err := c.enableStats(); err != nil {
@@ -127,6 +126,11 @@ func New(opts Options) (*Collector, error) {
 			return nil, err
 		}
 	}
+	// The live-heap figure dates from the last garbage collection; start it
+	// with the tables just allocated counted.
+	runtime.GC()
+	c.snap.MemoryUsageBytes = c.memory()
+	c.pub.Publish(&c.snap)
 	return c, nil
 }
 

@@ -1,0 +1,251 @@
+// Command ebpf-metrics serves an exact, cheap and bounded picture of every
+// eBPF map, program and link in the kernel on a Prometheus /metrics
+// endpoint.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"golang.org/x/sys/unix"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitRuntime = 1 // could not start or run: privileges, kernel, listening
+	exitUsage   = 2 // bad flags or configuration: nothing started
+)
+
+// shutdownGrace bounds the whole shutdown after SIGTERM/SIGINT: draining
+// scrapes in flight, stopping the cycle, closing every fd.
+const shutdownGrace = 800 * time.Millisecond
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+type flags struct {
+	profile, configFile string
+	configCheck, once   bool
+	interval            time.Duration
+	mode                string
+	namespace, procfs   string
+	listen              []string
+	webConfig, path     string
+	maxRequests         int
+	scrapeTimeout       time.Duration
+	pprof               bool
+	log                 promslog.Config
+}
+
+func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
+	f := &flags{log: promslog.Config{}}
+	app := kingpin.New("ebpf-metrics", "Exports every eBPF map, program and link in the kernel, with their memory, to Prometheus.")
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stderr)
+	app.HelpFlag.Short('h')
+	app.Version(version.Print("ebpf-metrics"))
+
+	app.Flag("profile", "Resource profile: "+fmt.Sprint(config.Profiles())+".").
+		Default(config.DefaultProfile).StringVar(&f.profile)
+	app.Flag("config.file", "YAML file overriding the profile's settings; unknown keys are rejected.").
+		StringVar(&f.configFile)
+	app.Flag("config.check", "Validate flags and configuration, print the effective configuration and exit (0 valid, 2 invalid).").
+		BoolVar(&f.configCheck)
+	app.Flag("collection.interval", "Time between collection cycles, overriding the profile (minimum 100ms).").
+		DurationVar(&f.interval)
+	app.Flag("collection.mode", "How objects are read: auto, iterator or syscall (overrides the profile).").
+		StringVar(&f.mode)
+	app.Flag("once", "Run one collection, print it in the Prometheus text format on stdout, and exit.").
+		BoolVar(&f.once)
+	app.Flag("metrics.namespace", "Prefix of every metric name.").
+		Default("odigos_ebpf").StringVar(&f.namespace)
+	app.Flag("path.procfs", "Mount point of procfs.").
+		Default("/proc").StringVar(&f.procfs)
+	app.Flag("web.listen-address", "Address to listen on for the web interface and telemetry; repeatable.").
+		Default(":9436").StringsVar(&f.listen)
+	app.Flag("web.config.file", "Path to an exporter-toolkit web configuration file enabling TLS or authentication.").
+		StringVar(&f.webConfig)
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").
+		Default("/metrics").StringVar(&f.path)
+	app.Flag("web.max-requests", "Maximum number of scrapes served at once; more get 503 (0 means the default).").
+		Default("10").IntVar(&f.maxRequests)
+	app.Flag("web.scrape-timeout", "Longest time to serve one scrape.").
+		Default("10s").DurationVar(&f.scrapeTimeout)
+	app.Flag("web.enable-pprof", "Serve Go profiling under /debug/pprof/ on the metrics port.").
+		BoolVar(&f.pprof)
+	promslogflag.AddFlags(app, &f.log)
+
+	exited := false
+	app.Terminate(func(int) { exited = true })
+	if _, err := app.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
+		return nil, exitUsage, true
+	}
+	if exited { // --help or --version
+		return nil, exitOK, true
+	}
+	return f, 0, false
+}
+
+// effectiveConfig is the profile, then the file, then the flags, validated.
+func (f *flags) effectiveConfig() (config.Config, error) {
+	cfg, err := config.Load(f.profile, f.configFile)
+	if err != nil {
+		return cfg, err
+	}
+	if f.interval != 0 {
+		cfg.CollectionInterval = f.interval
+	}
+	if f.mode != "" {
+		cfg.CollectionMode = f.mode
+	}
+	var errs []error
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := exposition.CheckNamespace(f.namespace); err != nil {
+		errs = append(errs, fmt.Errorf("--metrics.namespace: %w", err))
+	}
+	if f.webConfig != "" {
+		if err := web.Validate(f.webConfig); err != nil {
+			errs = append(errs, fmt.Errorf("--web.config.file %s: %w", f.webConfig, err))
+		}
+	}
+	if f.maxRequests < 0 {
+		errs = append(errs, fmt.Errorf("--web.max-requests: must not be negative, got %d", f.maxRequests))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	f, code, exit := parseFlags(args, stdout, stderr)
+	if exit {
+		return code
+	}
+	cfg, err := f.effectiveConfig()
+	if err != nil {
+		fmt.Fprintf(stderr, "ebpf-metrics: invalid configuration:\n%v\n", err)
+		return exitUsage
+	}
+	if f.configCheck {
+		fmt.Fprint(stdout, cfg.String())
+		return exitOK
+	}
+
+	f.log.Writer = stderr
+	logger := promslog.New(&f.log)
+	if err := checkPrivileges(); err != nil {
+		logger.Error("cannot collect", "err", err)
+		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
+		return exitRuntime
+	}
+
+	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger})
+	if err != nil {
+		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
+		return exitRuntime
+	}
+	defer c.Close()
+	reg := exposition.NewRegistry(exposition.NewCollector(c.Publisher(), f.namespace), f.namespace)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	if f.once {
+		if err := c.Cycle(ctx); err != nil {
+			fmt.Fprintf(stderr, "ebpf-metrics: collection failed: %v\n", err)
+			return exitRuntime
+		}
+		if err := exposition.WriteText(stdout, reg); err != nil {
+			fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
+			return exitRuntime
+		}
+		return exitOK
+	}
+
+	srv, err := exposition.NewServer(exposition.ServerConfig{
+		ListenAddresses:     f.listen,
+		TelemetryPath:       f.path,
+		WebConfigFile:       f.webConfig,
+		MaxRequestsInFlight: f.maxRequests,
+		ScrapeTimeout:       f.scrapeTimeout,
+		EnablePprof:         f.pprof,
+		Ready:               exposition.SnapshotReady(c.Publisher()),
+	}, reg, reg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
+		return exitRuntime
+	}
+	logger.Info("starting ebpf-metrics", "version", version.Info(), "profile", cfg.Profile,
+		"mode", cfg.CollectionMode, "interval", cfg.CollectionInterval, "listen", f.listen)
+
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		c.Run(ctx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ctx) }()
+
+	code = exitOK
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-serveErr:
+		if err != nil {
+			logger.Error("web server failed", "err", err)
+			code = exitRuntime
+		}
+		stop()
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("web server shutdown", "err", err)
+	}
+	select {
+	case <-collected:
+	case <-sctx.Done():
+		logger.Warn("collection cycle did not stop in time")
+	}
+	c.Close()
+	return code
+}
+
+// checkPrivileges fails with the name of the missing capability: the
+// syscall source lists and opens objects by ID, which the kernel allows to
+// CAP_SYS_ADMIN only; a refusal from the kernel itself (a user namespace,
+// an LSM) is reported too.
+func checkPrivileges() error {
+	has, err := kernel.EffectiveCapabilities()
+	if err != nil {
+		return err
+	}
+	if !has(unix.CAP_SYS_ADMIN) {
+		return fmt.Errorf("missing capability %s: syscall collection lists and opens eBPF objects with "+
+			"BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID, which require it", kernel.Capability(unix.CAP_SYS_ADMIN))
+	}
+	if _, err := kernel.NextID(kernel.KindMap, 0); err != nil && err != kernel.ErrEndOfList {
+		return fmt.Errorf("the kernel refused BPF_MAP_GET_NEXT_ID (%w): %s is present, so a user namespace, "+
+			"seccomp or an LSM denies bpf(2)", err, kernel.Capability(unix.CAP_SYS_ADMIN))
+	}
+	return nil
+}
