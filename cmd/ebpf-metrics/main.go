@@ -44,7 +44,7 @@ func main() {
 type flags struct {
 	profile, configFile string
 	configCheck, once   bool
-	interval            time.Duration
+	intervalFlag        string
 	mode                string
 	namespace, procfs   string
 	listen              []string
@@ -70,7 +70,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
 	app.Flag("config.check", "Validate flags and configuration, print the effective configuration and exit (0 valid, 2 invalid).").
 		BoolVar(&f.configCheck)
 	app.Flag("collection.interval", "Time between collection cycles, overriding the profile (minimum 100ms).").
-		DurationVar(&f.interval)
+		PlaceHolder("DURATION").StringVar(&f.intervalFlag)
 	app.Flag("collection.mode", "How objects are read: auto, iterator or syscall (overrides the profile).").
 		StringVar(&f.mode)
 	app.Flag("once", "Run one collection, print it in the Prometheus text format on stdout, and exit.").
@@ -111,8 +111,12 @@ func (f *flags) effectiveConfig() (config.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	if f.interval != 0 {
-		cfg.CollectionInterval = f.interval
+	if f.intervalFlag != "" {
+		d, err := time.ParseDuration(f.intervalFlag)
+		if err != nil {
+			return cfg, fmt.Errorf("--collection.interval: %w", err)
+		}
+		cfg.CollectionInterval = d
 	}
 	if f.mode != "" {
 		cfg.CollectionMode = f.mode

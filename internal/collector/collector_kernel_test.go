@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen/bpftool"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 )
 
@@ -144,7 +145,7 @@ func waitGone(tb testing.TB, k kernel.Kind, ids []uint32) {
 	}
 }
 
-var bpftoolKinds = [kernel.NumKinds]string{"map", "prog", "link"}
+var bpftoolKinds = [kernel.NumKinds]bpftool.Kind{bpftool.Map, bpftool.Program, bpftool.Link}
 
 // cycleMatchingBpftool runs a cycle between two bpftool listings that agree
 // (nothing else changed the kernel meanwhile) and returns the snapshot and
@@ -218,10 +219,7 @@ func TestKernelMatchesBpftool(t *testing.T) {
 	}
 
 	// Every object created here is tracked with the kernel's figures.
-	byID := map[uint32]testutil.BpftoolObject{}
-	for _, o := range testutil.Bpftool(t, "map") {
-		byID[o.ID] = o
-	}
+	byID := testutil.Bpftool(t, bpftool.Map)
 	recs := c.tables[kernel.KindMap].Records()
 	for _, id := range mapIDs {
 		i := findRecord(recs, id)
@@ -297,13 +295,11 @@ func TestKernelNoPreallocMemoryFollowsContents(t *testing.T) {
 		if i < 0 {
 			t.Fatal("map not tracked")
 		}
-		for _, o := range testutil.Bpftool(t, "map") {
-			if o.ID == uint32(id) {
-				return recs[i].Memory, o.BytesMemlock
-			}
+		o, ok := testutil.Bpftool(t, bpftool.Map)[uint32(id)]
+		if !ok {
+			t.Fatal("bpftool does not list the map")
 		}
-		t.Fatal("bpftool does not list the map")
-		return 0, 0
+		return recs[i].Memory, o.BytesMemlock
 	}
 	empty, want := memoryOf()
 	if empty != want {

@@ -2,12 +2,12 @@
 package testutil
 
 import (
-	"encoding/json"
 	"os"
-	"os/exec"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen/bpftool"
 )
 
 // InCI reports whether the tests run in CI, where nothing that needs the
@@ -33,43 +33,26 @@ func RequireBPF(tb testing.TB) {
 	}
 }
 
-// BpftoolObject is what the tests compare against: bpftool's JSON view of
-// one map, program or link.
-type BpftoolObject struct {
-	ID           uint32 `json:"id"`
-	Type         string `json:"type"`
-	Name         string `json:"name"`
-	BytesMemlock uint64 `json:"bytes_memlock"`
-	ProgID       uint32 `json:"prog_id"`
-	RunTimeNs    uint64 `json:"run_time_ns"`
-	RunCnt       uint64 `json:"run_cnt"`
-}
-
-// Bpftool lists the objects of kind ("map", "prog" or "link") with
-// `bpftool -j <kind> show`, an oracle independent of this code base.
-func Bpftool(tb testing.TB, kind string) []BpftoolObject {
+// Bpftool lists the objects of kind with `bpftool -j <kind> show`, an oracle
+// independent of this code base. Without bpftool it skips, or fails in CI.
+func Bpftool(tb testing.TB, kind bpftool.Kind) map[uint32]bpftool.Object {
 	tb.Helper()
-	path, err := exec.LookPath("bpftool")
-	if err != nil {
+	if _, err := bpftool.Path(); err != nil {
 		if InCI() {
 			tb.Fatal("bpftool not found; CI installs Debian's bpftool package")
 		}
-		tb.Skip("bpftool not found")
+		tb.Skip(err)
 	}
-	out, err := exec.Command(path, "-j", kind, "show").Output()
+	objs, err := bpftool.Show(kind)
 	if err != nil {
-		tb.Fatalf("bpftool %s show: %v", kind, err)
-	}
-	var objs []BpftoolObject
-	if err := json.Unmarshal(out, &objs); err != nil {
-		tb.Fatalf("bpftool %s show: %v", kind, err)
+		tb.Fatal(err)
 	}
 	return objs
 }
 
 // BpftoolTotals returns the number of objects of kind and the sum of their
 // memlock, as bpftool reports them.
-func BpftoolTotals(tb testing.TB, kind string) (count int, memlock uint64) {
+func BpftoolTotals(tb testing.TB, kind bpftool.Kind) (count int, memlock uint64) {
 	tb.Helper()
 	objs := Bpftool(tb, kind)
 	for _, o := range objs {

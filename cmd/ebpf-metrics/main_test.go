@@ -1,0 +1,471 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen/bpftool"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
+)
+
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ebpf-metrics-test")
+	if err != nil {
+		panic(err)
+	}
+	agentBin = filepath.Join(dir, "ebpf-metrics")
+	if out, err := exec.Command("go", "build", "-o", agentBin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the agent: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// fastConfig lifts the default rate limit so that the tests' cycles take
+// milliseconds.
+func fastConfig(t *testing.T, extra string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(f, []byte("max_syscalls_per_second: 0\n"+extra), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type agent struct {
+	cmd    *exec.Cmd
+	addr   string
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+// startAgent runs the agent on a loopback port and waits until it has
+// completed a cycle (/-/ready).
+func startAgent(t *testing.T, args ...string) *agent {
+	t.Helper()
+	a := &agent{addr: freeAddr(t), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	a.cmd = exec.Command(agentBin, append([]string{"--web.listen-address=" + a.addr}, args...)...)
+	a.cmd.Stderr = a.stderr
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { a.done <- a.cmd.Wait() }()
+	t.Cleanup(func() {
+		a.cmd.Process.Kill()
+		<-a.done
+		if t.Failed() {
+			t.Logf("agent stderr:\n%s", a.stderr)
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + a.addr + "/-/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a
+			}
+		}
+		select {
+		case err := <-a.done:
+			t.Fatalf("agent exited: %v\n%s", err, a.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent not ready after 15s\n%s", a.stderr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (a *agent) scrape(t *testing.T) (map[string]*dto.MetricFamily, []byte) {
+	t.Helper()
+	resp, err := http.Get("http://" + a.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %d %v", resp.StatusCode, err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parsing the scrape: %v", err)
+	}
+	return fams, body
+}
+
+// value returns the value of the series of name whose labels include the
+// given pairs.
+func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	t.Helper()
+	f, ok := fams[name]
+	if !ok {
+		t.Fatalf("no metric %s", name)
+	}
+next:
+	for _, m := range f.Metric {
+		for i := 0; i < len(labels); i += 2 {
+			found := false
+			for _, l := range m.Label {
+				found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	t.Fatalf("no series %s%v", name, labels)
+	return 0
+}
+
+type totals struct {
+	objects [3]int
+	memory  uint64 // maps and programs
+}
+
+var kinds = [3]struct {
+	label string
+	bpf   bpftool.Kind
+}{{"map", bpftool.Map}, {"program", bpftool.Program}, {"link", bpftool.Link}}
+
+func bpftoolNow(t *testing.T) totals {
+	var tt totals
+	for i, k := range kinds {
+		n, m := testutil.BpftoolTotals(t, k.bpf)
+		tt.objects[i] = n
+		tt.memory += m
+	}
+	return tt
+}
+
+func (a *agent) totals(t *testing.T) totals {
+	fams, _ := a.scrape(t)
+	var tt totals
+	for i, k := range kinds {
+		tt.objects[i] = int(value(t, fams, "odigos_ebpf_objects", "type", k.label))
+	}
+	tt.memory = uint64(value(t, fams, "odigos_ebpf_total_memory_bytes"))
+	return tt
+}
+
+// waitAgrees waits until the agent's last cycle and bpftool agree and the
+// kernel held still around that cycle, then returns the agreed totals.
+func (a *agent) waitAgrees(t *testing.T, want func(totals) bool) totals {
+	t.Helper()
+	var last, seen totals
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		before := bpftoolNow(t)
+		time.Sleep(300 * time.Millisecond) // at least two cycles at 100ms
+		seen = a.totals(t)
+		after := bpftoolNow(t)
+		last = after
+		if before == after && seen == after && want(after) {
+			return after
+		}
+	}
+	t.Fatalf("agent %+v, bpftool %+v: never agreed", seen, last)
+	return totals{}
+}
+
+func TestEndToEndMatchesBpftool(t *testing.T) {
+	testutil.RequireBPF(t)
+	a := startAgent(t, "--collection.interval=100ms", "--collection.mode=syscall", "--config.file="+fastConfig(t, ""))
+	base := a.waitAgrees(t, func(totals) bool { return true })
+
+	pop, err := loadgen.Create(loadgen.Spec{Maps: 40, Programs: 12, Links: 6, Fill: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pop.Close()
+	created, err := pop.MemlockBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := totals{memory: base.memory + created}
+	want.objects = [3]int{base.objects[0] + 40, base.objects[1] + 13, base.objects[2] + 6} // + the iterator program
+	with := a.waitAgrees(t, func(tt totals) bool { return tt.objects == want.objects })
+	if with != want {
+		t.Fatalf("with the population: %+v, want %+v", with, want)
+	}
+
+	if err := pop.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after := a.waitAgrees(t, func(tt totals) bool { return tt.objects == base.objects })
+	if after != base {
+		t.Fatalf("after release: %+v, want %+v", after, base)
+	}
+
+	fams, _ := a.scrape(t)
+	if got := value(t, fams, "odigos_ebpf_objects_created_total", "type", "map"); got < 40 {
+		t.Errorf("maps created: %v", got)
+	}
+	if got := value(t, fams, "odigos_ebpf_objects_removed_total", "type", "map"); got < 40 {
+		t.Errorf("maps removed: %v", got)
+	}
+	if value(t, fams, "odigos_ebpf_collection_active") != 1 || value(t, fams, "odigos_ebpf_collection_duration_seconds") < 3 {
+		t.Error("collection not active or too few cycles")
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "odigos_ebpf_build_info"} {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("missing %s", name)
+		}
+	}
+}
+
+func promtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		if testutil.InCI() {
+			t.Fatal("promtool not found; CI installs Debian's prometheus package")
+		}
+		t.Skip("promtool not found")
+	}
+	return p
+}
+
+func checkMetrics(t *testing.T, body []byte) {
+	t.Helper()
+	cmd := exec.Command(promtool(t), "check", "metrics")
+	cmd.Stdin = bytes.NewReader(body)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func TestPromtoolAcceptsRealScrape(t *testing.T) {
+	testutil.RequireBPF(t)
+	pop, err := loadgen.Create(loadgen.Spec{Maps: 20, Programs: 3, Links: 2, Fill: 0.3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pop.Close()
+	a := startAgent(t, "--collection.interval=100ms", "--config.file="+fastConfig(t, "enable_system_stats: true\n"))
+	_, body := a.scrape(t)
+	if !bytes.Contains(body, []byte("odigos_ebpf_program_run_time_seconds")) {
+		t.Fatal("system stats not exported")
+	}
+	checkMetrics(t, body)
+}
+
+func TestOnce(t *testing.T) {
+	testutil.RequireBPF(t)
+	pop, err := loadgen.Create(loadgen.Spec{Maps: 5, Programs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pop.Close()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(agentBin, "--once", "--config.file="+fastConfig(t, ""), "--collection.mode=syscall")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("--once: %v\n%s", err, stderr.String())
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(stdout.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps, _ := testutil.BpftoolTotals(t, bpftool.Map)
+	if got := value(t, fams, "odigos_ebpf_objects", "type", "map"); got != float64(maps) {
+		t.Fatalf("--once counted %v maps, bpftool %d", got, maps)
+	}
+	if value(t, fams, "odigos_ebpf_collection_mode", "type", "map", "mode", "syscall") != 1 {
+		t.Fatal("mode not reported")
+	}
+	checkMetrics(t, stdout.Bytes())
+}
+
+func TestSignalsStopWithinOneSecond(t *testing.T) {
+	testutil.RequireBPF(t)
+	// A slow cycle (a tight rate limit over a few hundred objects) so that
+	// the signal arrives in the middle of one.
+	pop, err := loadgen.Create(loadgen.Spec{Maps: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pop.Close()
+	slow := filepath.Join(t.TempDir(), "slow.yaml")
+	if err := os.WriteFile(slow, []byte("max_syscalls_per_second: 200\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		a := &agent{addr: freeAddr(t), stderr: &bytes.Buffer{}}
+		a.cmd = exec.Command(agentBin, "--web.listen-address="+a.addr, "--config.file="+slow)
+		a.cmd.Stderr = a.stderr
+		if err := a.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until it serves (the first cycle is still running).
+		for i := 0; ; i++ {
+			if c, err := net.Dial("tcp", a.addr); err == nil {
+				c.Close()
+				break
+			}
+			if i > 200 {
+				t.Fatalf("agent does not listen:\n%s", a.stderr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if resp, err := http.Get("http://" + a.addr + "/-/ready"); err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("the first cycle should still be running: %v %v", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		start := time.Now()
+		a.cmd.Process.Signal(sig)
+		err := a.cmd.Wait()
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("%v: exit %v\n%s", sig, err, a.stderr)
+		}
+		if took > time.Second {
+			t.Fatalf("%v: exit took %v", sig, took)
+		}
+		if strings.Contains(a.stderr.String(), "did not stop in time") || !strings.Contains(a.stderr.String(), "shutting down") {
+			t.Fatalf("%v: %s", sig, a.stderr)
+		}
+	}
+}
+
+func TestBadConfigurationExitsTwo(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // in stderr
+	}{
+		{"unknown profile", []string{"--profile=fast"}, "profile"},
+		{"unknown mode", []string{"--collection.mode=magic"}, "collection_mode"},
+		{"interval too short", []string{"--collection.interval=50ms"}, "collection_interval"},
+		{"zero interval", []string{"--collection.interval=0s", "--config.file=" + write("zero.yaml", "collection_interval: 0s\n")}, "collection_interval"},
+		{"negative rate", []string{"--config.file=" + write("neg.yaml", "max_syscalls_per_second: -1\n")}, "max_syscalls_per_second"},
+		{"negative batch", []string{"--config.file=" + write("batch.yaml", "batch_size: -5\n")}, "batch_size"},
+		{"unknown key", []string{"--config.file=" + write("unknown.yaml", "max_maps: 5\n")}, "max_maps"},
+		{"malformed file", []string{"--config.file=" + write("bad.yaml", "max_tracked_maps: [1\n")}, "bad.yaml"},
+		{"missing file", []string{"--config.file=/nonexistent/ebpf.yaml"}, "/nonexistent/ebpf.yaml"},
+		{"tables do not fit", []string{"--config.file=" + write("big.yaml", "max_tracked_maps: 1000000\n")}, "max_tracked_maps"},
+		{"bad web config", []string{"--web.config.file=" + write("web.yml", "tls_server_config: {cert_file: /nope}\n")}, "web.config.file"},
+		{"bad namespace", []string{"--metrics.namespace=a-b"}, "metrics.namespace"},
+		{"unknown flag", []string{"--no-such-flag"}, "no-such-flag"},
+		{"malformed interval", []string{"--collection.interval=soon"}, "collection.interval"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, check := range []bool{false, true} {
+				args := tc.args
+				if check {
+					args = append(args, "--config.check")
+				}
+				var stdout, stderr bytes.Buffer
+				cmd := exec.Command(agentBin, args...)
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+				err := cmd.Run()
+				if code := exitCode(err); code != 2 {
+					t.Fatalf("%v: exit %d, want 2\n%s", args, code, stderr.String())
+				}
+				if !strings.Contains(stderr.String(), tc.want) {
+					t.Fatalf("%v: message does not name %q:\n%s", args, tc.want, stderr.String())
+				}
+			}
+		})
+	}
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+func TestConfigCheckPrintsEffectiveConfiguration(t *testing.T) {
+	var stdout bytes.Buffer
+	cmd := exec.Command(agentBin, "--config.check", "--profile=high-traffic", "--collection.interval=5s",
+		"--config.file="+fastConfig(t, "batch_size: 7\n"))
+	cmd.Stdout = &stdout
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	out := stdout.String()
+	for _, want := range []string{"# profile: high-traffic", "collection_interval: 5s", "batch_size: 7", "max_tracked_maps: 50", "max_syscalls_per_second: 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--config.check output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestWithoutCapabilityExitsOne(t *testing.T) {
+	testutil.RequireBPF(t) // to be able to drop the capability
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not found")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, setpriv, "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--",
+		agentBin, "--web.listen-address="+freeAddr(t))
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if code := exitCode(err); code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "CAP_SYS_ADMIN") {
+		t.Fatalf("message does not name the capability:\n%s", stderr.String())
+	}
+}
