@@ -157,7 +157,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.log.Writer = stderr
 	logger := promslog.New(&f.log)
 	if err := checkPrivileges(); err != nil {
-		logger.Error("cannot collect", "err", err)
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
 	}
