@@ -25,7 +25,7 @@ type limiter struct {
 	last   time.Time
 
 	timers chan *time.Timer // reusable timers, one per concurrent waiter
-	waitNs atomic.Uint64
+	waitNs atomic.Uint64    // time callers spent waiting, summed over concurrent callers
 }
 
 func newLimiter(rate float64, burst, waiters int) *limiter {
@@ -65,7 +65,8 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 	if d <= 0 {
 		return nil
 	}
-	l.waitNs.Add(uint64(d))
+	start := time.Now()
+	defer func() { l.waitNs.Add(uint64(time.Since(start))) }()
 	var t *time.Timer
 	select {
 	case t = <-l.timers:

@@ -9,25 +9,41 @@ import (
 
 // pool runs the jobs of a batch on a fixed set of workers, each with its own
 // Reader and buffers. The workers are started once; running a batch hands
-// them the batch size over channels and waits, allocating nothing.
+// them the batch size over channels and waits. A batch of one job, or a
+// pool of one worker, runs on the caller's goroutine instead: no hand-off,
+// and no blocking at all.
+//
+// Blocking on a channel or a WaitGroup makes the Go runtime take a wait
+// record (a sudog) from a per-P cache; records migrate between Ps, and a
+// garbage collection empties the shared cache, so about once in ten to
+// twenty multi-worker cycles the runtime allocates one (112 bytes). The
+// collector's own code allocates nothing.
 type pool struct {
-	jobs  []job
-	n     int
-	next  atomic.Int64
-	start []chan struct{}
-	done  sync.WaitGroup
-	quit  chan struct{}
-	exit  sync.WaitGroup
-	once  sync.Once
-	dead  atomic.Bool
+	inline  kernel.Reader // for batches run on the caller's goroutine
+	readers []kernel.Reader
+	jobs    []job
+	n       int
+	next    atomic.Int64
+	start   []chan struct{}
+	done    sync.WaitGroup
+	quit    chan struct{}
+	exit    sync.WaitGroup
+	once    sync.Once
+	dead    atomic.Bool
 }
 
 func newPool(src kernel.Source, workers int, jobs []job) *pool {
-	p := &pool{jobs: jobs, quit: make(chan struct{}), start: make([]chan struct{}, workers)}
+	p := &pool{inline: src.NewReader(), jobs: jobs, quit: make(chan struct{})}
+	if workers == 1 {
+		return p
+	}
+	p.start = make([]chan struct{}, workers)
 	p.exit.Add(workers)
 	for i := range workers {
 		p.start[i] = make(chan struct{}, 1)
-		go p.work(p.start[i], src.NewReader())
+		r := src.NewReader()
+		p.readers = append(p.readers, r)
+		go p.work(p.start[i], r)
 	}
 	return p
 }
@@ -54,7 +70,11 @@ func (p *pool) work(start <-chan struct{}, r kernel.Reader) {
 
 // run reads jobs[:n] and returns when all are done.
 func (p *pool) run(n int) {
-	if n == 0 {
+	if n == 1 || len(p.start) == 0 {
+		for i := range n {
+			j := &p.jobs[i]
+			j.err = p.inline.Read(j.kind, j.id, j.need, j.rec)
+		}
 		return
 	}
 	p.n = n
@@ -72,6 +92,10 @@ func (p *pool) stop() {
 		p.dead.Store(true)
 		close(p.quit)
 		p.exit.Wait()
+		p.inline.Close()
+		for _, r := range p.readers {
+			r.Close()
+		}
 	})
 }
 

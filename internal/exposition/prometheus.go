@@ -181,7 +181,7 @@ func NewCollector(pub *collector.Publisher, namespace string) prometheus.Collect
 	c.batches = desc("collection_batches_total",
 		"Batches of objects read by the collector.")
 	c.rateLimitWait = desc("collection_rate_limit_wait_seconds_total",
-		"Time the collector spent waiting for its system call rate limit.")
+		"Time system calls were held back by the rate limiter, summed over the callers waiting at once (it can grow faster than the clock).")
 	c.duration = desc("collection_duration_seconds",
 		"Duration of the completed collection cycles.")
 	c.lastSuccess = desc("last_success_timestamp_seconds",

@@ -160,7 +160,7 @@ odigos_ebpf_collection_mode{mode="syscall",type="link"} 1
 # HELP odigos_ebpf_last_success_timestamp_seconds Unix time at which the last complete collection cycle ended. Absent until a cycle completes.
 # TYPE odigos_ebpf_last_success_timestamp_seconds gauge
 odigos_ebpf_last_success_timestamp_seconds 1.7000000005e+09
-# HELP odigos_ebpf_collection_rate_limit_wait_seconds_total Time the collector spent waiting for its system call rate limit.
+# HELP odigos_ebpf_collection_rate_limit_wait_seconds_total Time system calls were held back by the rate limiter, summed over the callers waiting at once (it can grow faster than the clock).
 # TYPE odigos_ebpf_collection_rate_limit_wait_seconds_total counter
 odigos_ebpf_collection_rate_limit_wait_seconds_total 0.25
 # HELP odigos_ebpf_collection_active 1 while the agent collects normally, 0 while collection is suspended (memory budget) or stopped.

@@ -23,6 +23,8 @@ type Reader interface {
 	// k with ID id. An error for which Gone is true means the object was
 	// released since it was listed.
 	Read(k Kind, id uint32, need Need, rec *Record) error
+	// Close releases what the Reader holds open.
+	Close() error
 }
 
 // Op is a kind of kernel operation, for accounting and limits.

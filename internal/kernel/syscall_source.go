@@ -70,6 +70,8 @@ type syscallReader struct {
 	li     LinkInfo
 }
 
+func (r *syscallReader) Close() error { return r.fdinfo.Close() }
+
 func (r *syscallReader) call(op Op, k Kind, id uint32, err error) error {
 	r.src.gate.Release(op, k, id, err)
 	return err
