@@ -1,6 +1,7 @@
 package exposition
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -33,7 +34,15 @@ func startServer(t *testing.T, cfg ServerConfig, g prometheus.Gatherer, reg prom
 	if cfg.ListenAddresses == nil {
 		cfg.ListenAddresses = []string{"127.0.0.1:0"}
 	}
-	s, err := NewServer(cfg, g, reg, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	// Not t.Output(): a scrape abandoned by the timeout handler may still
+	// log after the test has ended.
+	logs := &lockedBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	s, err := NewServer(cfg, g, reg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,6 +56,24 @@ func startServer(t *testing.T, cfg ServerConfig, g prometheus.Gatherer, reg prom
 		}
 	})
 	return s, "http://" + s.Addrs()[0].String()
+}
+
+// lockedBuffer is a log destination safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type response struct {
