@@ -153,6 +153,7 @@ func (c *Collector) enableStats() error {
 	}
 	c.statsFD = fd
 	c.snap.SystemStats = true
+	c.snap.Features[FeatureRunTimeStats] = true
 	return nil
 }
 
@@ -170,6 +171,7 @@ func (c *Collector) Close() error {
 		}
 		c.snap.Active = false
 		c.snap.SystemStats = false
+		c.snap.Features[FeatureRunTimeStats] = false
 		c.pub.Publish(&c.snap)
 	})
 	return nil

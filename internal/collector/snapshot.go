@@ -25,6 +25,12 @@ type TypeStats struct {
 	MemoryBytes uint64
 	RunTimeNs   uint64 // programs with run-time statistics on: sum over the programs loaded now
 	RunCount    uint64
+	// Maps whose element count the kernel gives (Snapshot.ElementCounts;
+	// hash-like maps): their elements, the sum of their max_entries, and
+	// how many are more than 90% full.
+	Elements   uint64
+	MaxEntries uint64
+	NearFull   uint64
 }
 
 // KindStats is what a cycle found for one kind of object.
@@ -61,6 +67,15 @@ type Snapshot struct {
 	Active bool
 	// SystemStats is true while run-time statistics are enabled.
 	SystemStats bool
+	// ElementCounts is true when map element counts are read (the kernel's
+	// bpf_map_sum_elem_count, in iterator mode on Linux 6.6 and later).
+	ElementCounts bool
+	// Features names the optional capabilities in use, and whether each is
+	// active on this kernel.
+	Features [NumFeatures]bool
+	// Own holds the objects the agent itself loaded (its iterator programs,
+	// links and their maps), which Kinds counts like all others.
+	Own [kernel.NumKinds]OwnStats
 
 	// Counters since start.
 	Cycles          uint64 // completed cycles
@@ -82,6 +97,29 @@ type Snapshot struct {
 	MemoryUsageBytes  uint64 // the agent's measured memory (see collector.MemoryUsage)
 	MemoryBudgetBytes uint64 // max_memory_bytes
 }
+
+// OwnStats is what the agent's own objects amount to.
+type OwnStats struct {
+	Objects     uint64
+	MemoryBytes uint64
+}
+
+// Feature is an optional capability of the collection.
+type Feature int
+
+const (
+	FeatureMapIterator     Feature = iota // maps read by a BPF iterator
+	FeatureProgIterator                   // programs read by a BPF iterator
+	FeatureLinkIterator                   // links read by a BPF iterator
+	FeatureElementCounts                  // map element counts (kfunc bpf_map_sum_elem_count)
+	FeatureRunTimeStats                   // program run time and count (BPF_ENABLE_STATS)
+	NumFeatures
+)
+
+var featureNames = [NumFeatures]string{"map_iterator", "program_iterator", "link_iterator", "element_counts", "run_time_stats"}
+
+// String returns the label value used in metrics.
+func (f Feature) String() string { return featureNames[f] }
 
 // Publisher hands the latest snapshot from the collector to readers. The
 // collector copies a finished snapshot in; a reader copies it out. Each side

@@ -77,6 +77,12 @@ type snapshotCollector struct {
 	typeMemory  [kernel.NumKinds]*prometheus.Desc // nil for links: the kernel gives them no memory figure
 	runTime     *prometheus.Desc
 	runs        *prometheus.Desc
+	elements    *prometheus.Desc // maps, with element counts
+	maxEntries  *prometheus.Desc
+	nearFull    *prometheus.Desc
+
+	feature              *prometheus.Desc // label feature
+	ownObjects, ownBytes *prometheus.Desc // label type
 
 	// Per operation (label op).
 	errors, syscalls *prometheus.Desc
@@ -182,6 +188,24 @@ func NewCollector(pub *collector.Publisher, namespace string) prometheus.Collect
 		"Batches of objects read by the collector.")
 	c.rateLimitWait = desc("collection_rate_limit_wait_seconds_total",
 		"Time system calls were held back by the rate limiter, summed over the callers waiting at once (it can grow faster than the clock).")
+	c.elements = desc("map_elements",
+		"Elements in the eBPF maps of each map type whose element count the kernel gives (hash-like maps; arrays are full by construction and not counted). Present only where element counts are available (iterator mode, Linux 6.6 and later).",
+		typeLabelName(kernel.KindMap))
+	c.maxEntries = desc("map_max_entries",
+		"Sum of max_entries over the maps counted in map_elements, by map type: map_elements / map_max_entries is their fill.",
+		typeLabelName(kernel.KindMap))
+	c.nearFull = desc("maps_near_full",
+		"Maps of each map type more than 90% full (elements over max_entries), among those with an element count.",
+		typeLabelName(kernel.KindMap))
+	c.feature = desc("feature_enabled",
+		"1 if an optional collection feature is active on this kernel, 0 if not: map_iterator, program_iterator, link_iterator, element_counts, run_time_stats.",
+		"feature")
+	c.ownObjects = desc("own_objects",
+		"eBPF objects of each kind that the agent itself loaded (its iterator programs, links and maps); they are included in objects, so subtract them to see the others.",
+		kindLabel)
+	c.ownBytes = desc("own_memory_bytes",
+		"Kernel memory of the eBPF objects that the agent itself loaded, by kind; included in memory_bytes.",
+		kindLabel)
 	c.duration = desc("collection_duration_seconds",
 		"Duration of the completed collection cycles.")
 	c.lastSuccess = desc("last_success_timestamp_seconds",
@@ -222,6 +246,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, c.syscalls, float64(s.Syscalls[op]), c.opNames[op])
 	}
 	c.collectDuration(ch, &s)
+	for f := range collector.NumFeatures {
+		gauge(ch, c.feature, boolValue(s.Features[f]), f.String())
+	}
 	for k := range kernel.NumKinds {
 		ks := &s.Kinds[k]
 		counter(ch, c.created, float64(ks.Created), c.kindNames[k])
@@ -248,7 +275,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(ch, c.unreadable, float64(ks.Unreadable), kind)
 		if c.typeMemory[k] != nil {
 			gauge(ch, c.memory, float64(ks.MemoryBytes), kind)
+			gauge(ch, c.ownBytes, float64(s.Own[k].MemoryBytes), kind)
 		}
+		gauge(ch, c.ownObjects, float64(s.Own[k].Objects), kind)
 		c.collectTypes(ch, &s, k)
 	}
 	gauge(ch, c.totalMemory, float64(total))
@@ -271,6 +300,11 @@ func (c *snapshotCollector) collectTypes(ch chan<- prometheus.Metric, s *collect
 		if stats {
 			gauge(ch, c.runTime, float64(t.RunTimeNs)/1e9, typ)
 			gauge(ch, c.runs, float64(t.RunCount), typ)
+		}
+		if k == kernel.KindMap && s.ElementCounts && t.MaxEntries > 0 {
+			gauge(ch, c.elements, float64(t.Elements), typ)
+			gauge(ch, c.maxEntries, float64(t.MaxEntries), typ)
+			gauge(ch, c.nearFull, float64(t.NearFull), typ)
 		}
 	}
 }

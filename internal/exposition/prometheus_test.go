@@ -53,6 +53,13 @@ func testSnapshot() *collector.Snapshot {
 	s.DurationCounts[0] = 1 // <= 1 ms
 	s.DurationCounts[3] = 2 // <= 8 ms
 
+	s.ElementCounts = true
+	s.Features[collector.FeatureMapIterator] = true
+	s.Features[collector.FeatureProgIterator] = true
+	s.Features[collector.FeatureElementCounts] = true
+	s.Features[collector.FeatureRunTimeStats] = true
+	s.Own[kernel.KindProg] = collector.OwnStats{Objects: 1, MemoryBytes: 4096}
+	s.Own[kernel.KindLink] = collector.OwnStats{Objects: 1}
 	s.Errors[kernel.OpGetFD] = 1
 	s.Errors[kernel.OpFDInfo] = 3
 	for op := range kernel.NumOps {
@@ -61,7 +68,7 @@ func testSnapshot() *collector.Snapshot {
 
 	m := &s.Kinds[kernel.KindMap]
 	*m = collector.KindStats{Objects: 3, MemoryBytes: 1536, Tracked: 3, Capacity: 1000, Created: 5, Removed: 2}
-	m.Types[kernel.MapTypeHash] = collector.TypeStats{Objects: 2, MemoryBytes: 1024}
+	m.Types[kernel.MapTypeHash] = collector.TypeStats{Objects: 2, MemoryBytes: 1024, Elements: 150, MaxEntries: 200, NearFull: 1}
 	m.Types[kernel.MapTypeArray] = collector.TypeStats{Objects: 1, MemoryBytes: 512}
 	m.TypesSeen = seen(int(kernel.MapTypeHash), int(kernel.MapTypeArray))
 
@@ -234,15 +241,21 @@ var allMetricNames = []string{
 	"odigos_ebpf_collection_rate_limit_wait_seconds_total",
 	"odigos_ebpf_collector_memory_budget_bytes",
 	"odigos_ebpf_collector_memory_usage_bytes",
+	"odigos_ebpf_feature_enabled",
 	"odigos_ebpf_last_collection_duration_seconds",
 	"odigos_ebpf_last_success_timestamp_seconds",
 	"odigos_ebpf_link_objects",
+	"odigos_ebpf_map_elements",
+	"odigos_ebpf_map_max_entries",
 	"odigos_ebpf_map_memory_bytes",
 	"odigos_ebpf_map_objects",
+	"odigos_ebpf_maps_near_full",
 	"odigos_ebpf_memory_bytes",
 	"odigos_ebpf_objects",
 	"odigos_ebpf_objects_created_total",
 	"odigos_ebpf_objects_removed_total",
+	"odigos_ebpf_own_memory_bytes",
+	"odigos_ebpf_own_objects",
 	"odigos_ebpf_pool_capacity",
 	"odigos_ebpf_pool_used",
 	"odigos_ebpf_program_memory_bytes",
