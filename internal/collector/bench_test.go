@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
@@ -57,7 +58,7 @@ func BenchmarkCycle(b *testing.B) {
 }
 
 func benchSteadyCycle(b *testing.B) {
-	c, err := New(kernelConfig(b))
+	c, err := New(kernelConfig(b, config.ModeSyscall))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func benchSteadyCycle(b *testing.B) {
 }
 
 func benchFirstCycle(b *testing.B) {
-	opts := kernelConfig(b)
+	opts := kernelConfig(b, config.ModeSyscall)
 	ctx := context.Background()
 	var syscalls uint64
 	var s Snapshot

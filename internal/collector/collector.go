@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"golang.org/x/sys/unix"
 )
 
 // Errors a cycle ends with.
@@ -43,19 +45,37 @@ type Options struct {
 	Logger *slog.Logger
 	// MemoryUsage measures the agent's memory. Default: MemoryMeter.Usage.
 	MemoryUsage func() uint64
+	// Capabilities tells which capabilities the agent holds. Default: the
+	// effective set of the calling thread.
+	Capabilities func(kernel.Capability) bool
 }
+
+// PrivilegeError names the capability a configuration needs and lacks.
+type PrivilegeError struct {
+	Missing string // e.g. "CAP_SYS_ADMIN" or "CAP_BPF and CAP_PERFMON"
+	Why     string
+}
+
+func (e *PrivilegeError) Error() string { return "missing capability " + e.Missing + ": " + e.Why }
 
 // Collector runs collection cycles. Cycle and Run must not be called
 // concurrently; Publisher may be read from anywhere.
 type Collector struct {
-	cfg    config.Config
-	logger *slog.Logger
-	src    kernel.Source
-	gate   *gate
-	lim    *limiter
-	pool   *pool
-	memory func() uint64
-	pub    Publisher
+	cfg      config.Config
+	logger   *slog.Logger
+	src      kernel.Source     // syscall source: kinds without an iterator, memory fallback
+	iters    *kernel.Iterators // nil when no kind is read by an iterator
+	byIter   [kernel.NumKinds]bool
+	canOpen  bool                      // GET_FD_BY_ID is allowed (CAP_SYS_ADMIN)
+	fallback kernel.Reader             // fdinfo for map types whose memory the iterator cannot compute
+	own      [kernel.NumKinds][]uint32 // IDs of the agent's own objects, sorted
+	scan     kernel.Record             // the iterator's current record
+	resync   [kernel.NumKinds]bool     // ask the iterator for full records next cycle
+	gate     *gate
+	lim      *limiter
+	pool     *pool
+	memory   func() uint64
+	pub      Publisher
 
 	tables [kernel.NumKinds]*inventory.Table
 	batch  []job
@@ -70,10 +90,11 @@ type Collector struct {
 	seen      [kernel.NumKinds][MaxTypes / 64]uint64
 
 	// Built during a cycle, published at its end.
-	agg   [kernel.NumKinds]KindStats
-	maxs  [kernel.NumKinds]uint32 // greatest ID listed
-	above [kernel.NumKinds]uint64 // objects listed with an ID above prevMax
-	snap  Snapshot
+	agg    [kernel.NumKinds]KindStats
+	maxs   [kernel.NumKinds]uint32 // greatest ID listed
+	above  [kernel.NumKinds]uint64 // objects listed with an ID above prevMax
+	ownAgg [kernel.NumKinds]OwnStats
+	snap   Snapshot
 
 	statsFD   int
 	suspended bool
@@ -108,11 +129,13 @@ func New(opts Options) (*Collector, error) {
 	workers := cfg.MaxConcurrentSyscalls
 	c.lim = newLimiter(cfg.MaxSyscallsPerSecond, cfg.Burst(), workers+1)
 	c.gate = newGate(workers, c.lim, c.logger)
-	c.src = c.source(opts)
+	if err := c.chooseSources(opts); err != nil {
+		c.closeSources()
+		return nil, err
+	}
 	caps := [kernel.NumKinds]int{cfg.MaxTrackedMaps, cfg.MaxTrackedPrograms, cfg.MaxTrackedLinks}
 	for k := range kernel.NumKinds {
 		c.tables[k] = inventory.NewTable(caps[k])
-		c.snap.Mode[k] = c.src.Mode(k)
 	}
 	c.batch = make([]job, cfg.BatchSize)
 	c.spare = make([]kernel.Record, cfg.BatchSize)
@@ -134,14 +157,95 @@ func New(opts Options) (*Collector, error) {
 	return c, nil
 }
 
-// source picks the Source for the configured mode. Only the syscall source
-// exists in this build; iterator and auto use it and say so.
-func (c *Collector) source(opts Options) kernel.Source {
-	if c.cfg.CollectionMode != config.ModeSyscall {
-		c.logger.Info("BPF iterator collection is not available in this build; using syscall mode",
-			"requested_mode", c.cfg.CollectionMode)
+// chooseSources picks, for each kind, how it is read: by a BPF iterator
+// (needs CAP_BPF and CAP_PERFMON) or object by object with system calls
+// (needs CAP_SYS_ADMIN). auto prefers iterators and falls back per kind;
+// iterator and syscall insist.
+func (c *Collector) chooseSources(opts Options) error {
+	has := opts.Capabilities
+	if has == nil {
+		eff, err := kernel.EffectiveCapabilities()
+		if err != nil {
+			return err
+		}
+		has = eff
 	}
-	return kernel.NewSyscallSource(opts.Syscalls, c.gate, opts.ProcFS)
+	c.canOpen = has(unix.CAP_SYS_ADMIN)
+	canIter := c.canOpen || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON))
+	mode := c.cfg.CollectionMode
+	c.src = kernel.NewSyscallSource(opts.Syscalls, c.gate, opts.ProcFS)
+
+	switch {
+	case mode == config.ModeSyscall && !c.canOpen:
+		return &PrivilegeError{"CAP_SYS_ADMIN", "syscall collection lists and opens eBPF objects with " +
+			"BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID, which require it"}
+	case mode == config.ModeIterator && !canIter:
+		return &PrivilegeError{"CAP_BPF and CAP_PERFMON", "iterator collection loads BPF iterator programs, which require both"}
+	case mode == config.ModeAuto && !canIter:
+		return &PrivilegeError{"CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON)",
+			"collection needs either to load BPF iterators or to open objects by ID"}
+	case c.cfg.EnableSystemStats && !c.canOpen:
+		return &PrivilegeError{"CAP_SYS_ADMIN", "enable_system_stats turns statistics on with BPF_ENABLE_STATS, which requires it"}
+	}
+
+	if mode != config.ModeSyscall {
+		it, errs, err := kernel.LoadIterators(c.gate)
+		switch {
+		case err != nil && mode == config.ModeIterator:
+			return fmt.Errorf("collection mode iterator: %w", err)
+		case err != nil:
+			c.logger.Warn("BPF iterators unavailable: reading every kind with system calls", "err", err)
+		default:
+			c.iters = it
+			for k := range kernel.NumKinds {
+				c.byIter[k] = it.Available(k)
+				if errs[k] == nil {
+					continue
+				}
+				if mode == config.ModeIterator {
+					return fmt.Errorf("collection mode iterator: %ss: %w", kernel.Kind(k), errs[k])
+				}
+				c.logger.Warn("no BPF iterator for this kind: reading it with system calls", "type", kernel.Kind(k).String(), "err", errs[k])
+			}
+			for _, o := range it.Own() {
+				c.own[o.Kind] = append(c.own[o.Kind], o.ID)
+			}
+			for k := range c.own {
+				slices.Sort(c.own[k])
+			}
+			c.snap.ElementCounts = it.ElementCounts()
+		}
+	}
+	for k := range kernel.NumKinds {
+		if !c.byIter[k] && !c.canOpen {
+			return &PrivilegeError{"CAP_SYS_ADMIN", fmt.Sprintf("no BPF iterator for %ss on this kernel, and reading them "+
+				"object by object requires it", kernel.Kind(k))}
+		}
+		c.snap.Mode[k] = "syscall"
+		if c.byIter[k] {
+			c.snap.Mode[k] = "iterator"
+		}
+	}
+	c.snap.Features[FeatureMapIterator] = c.byIter[kernel.KindMap]
+	c.snap.Features[FeatureProgIterator] = c.byIter[kernel.KindProg]
+	c.snap.Features[FeatureLinkIterator] = c.byIter[kernel.KindLink]
+	c.snap.Features[FeatureElementCounts] = c.snap.ElementCounts && c.byIter[kernel.KindMap]
+	c.snap.ElementCounts = c.snap.Features[FeatureElementCounts]
+	if c.canOpen {
+		c.fallback = c.src.NewReader()
+	}
+	c.logger.Info("collection modes", "maps", c.snap.Mode[kernel.KindMap], "programs", c.snap.Mode[kernel.KindProg],
+		"links", c.snap.Mode[kernel.KindLink], "element_counts", c.snap.ElementCounts)
+	return nil
+}
+
+func (c *Collector) closeSources() {
+	if c.iters != nil {
+		c.iters.Close()
+	}
+	if c.fallback != nil {
+		c.fallback.Close()
+	}
 }
 
 func (c *Collector) enableStats() error {
@@ -165,6 +269,7 @@ func (c *Collector) Publisher() *Publisher { return &c.pub }
 func (c *Collector) Close() error {
 	c.closeOnce.Do(func() {
 		c.pool.stop()
+		c.closeSources()
 		if c.statsFD >= 0 {
 			kernel.Close(c.statsFD)
 			c.statsFD = -1
@@ -244,7 +349,13 @@ func (c *Collector) cycle(ctx context.Context) error {
 		return ErrMemoryLimit
 	}
 	for k := range kernel.NumKinds {
-		if err := c.collectKind(ctx, k); err != nil {
+		var err error
+		if c.byIter[k] {
+			err = c.collectKindIter(ctx, k)
+		} else {
+			err = c.collectKind(ctx, k)
+		}
+		if err != nil {
 			for j := range kernel.NumKinds {
 				c.tables[j].Abort()
 			}
@@ -266,6 +377,7 @@ func (c *Collector) collectKind(ctx context.Context, k kernel.Kind) error {
 	agg := &c.agg[k]
 	*agg = KindStats{Capacity: uint64(t.Capacity())}
 	c.maxs[k], c.above[k] = 0, 0
+	c.ownAgg[k] = OwnStats{}
 	if err := c.src.Begin(k); err != nil {
 		return fmt.Errorf("starting a pass over %ss: %w", k, err)
 	}
@@ -301,6 +413,125 @@ func (c *Collector) collectKind(ctx context.Context, k kernel.Kind) error {
 	agg.Tracked = uint64(t.Building())
 	agg.Untracked = agg.Objects - agg.Tracked
 	return nil
+}
+
+// collectKindIter reads kind k with its BPF iterator: one pass of a few
+// large reads. Objects above the threshold come in full; the others carry
+// only what can change and are merged with their record of the last cycle.
+func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
+	t := c.tables[k]
+	t.Begin()
+	agg := &c.agg[k]
+	*agg = KindStats{Capacity: uint64(t.Capacity())}
+	c.maxs[k], c.above[k] = 0, 0
+	c.ownAgg[k] = OwnStats{}
+	stats := c.snap.SystemStats && k == kernel.KindProg
+	if err := c.iters.Begin(k, c.fullAbove(k), stats); err != nil {
+		return fmt.Errorf("starting the %s iterator: %w", k, err)
+	}
+	defer c.iters.End()
+	c.resync[k] = false
+	scan := &c.scan
+	for n := 1; ; n++ {
+		full, err := c.iters.Next(scan)
+		if err == kernel.ErrEndOfList {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading the %s iterator: %w", k, err)
+		}
+		id := scan.ID
+		c.maxs[k] = max(c.maxs[k], id)
+		if id > c.prevMax[k] {
+			c.above[k]++
+		}
+		prev := t.Known(id)
+		var rec *kernel.Record
+		switch {
+		case prev != nil && !t.Full():
+			_, rec = t.Add(id)
+			*rec = *prev
+			overlay(rec, scan, full)
+		case full && !t.Full():
+			_, rec = t.Add(id)
+			*rec = *scan
+		case full:
+			rec = scan // beyond the table: counted, not kept
+		default:
+			// A short record of an object the table does not hold: the
+			// table and the kernel disagree (a cycle stopped half-way
+			// between them). Count it; ask for full records next time.
+			c.resync[k] = true
+			agg.Objects++
+			agg.Unreadable++
+			continue
+		}
+		if k == kernel.KindMap && scan.Fields&kernel.HasMemory == 0 {
+			c.memoryByFDInfo(k, rec, full || prev == nil)
+		}
+		c.account(k, rec)
+		if n%len(c.batch) == 0 {
+			c.snap.Batches++
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if c.overBudget(false) {
+				return ErrMemoryLimit
+			}
+		}
+	}
+	c.snap.Batches++
+	agg.Tracked = uint64(t.Building())
+	agg.Untracked = agg.Objects - agg.Tracked - agg.Unreadable
+	return nil
+}
+
+// fullAbove is the ID above which the iterator must send full records:
+// everything in the first cycle and after a disagreement; the objects new
+// since the last cycle; and, with the table full, every object beyond it
+// (read in full every cycle, as in syscall mode).
+func (c *Collector) fullAbove(k kernel.Kind) uint32 {
+	if !c.baseline || c.resync[k] {
+		return 0
+	}
+	t := c.tables[k]
+	if t.Len() == t.Capacity() && t.Len() > 0 {
+		return min(c.prevMax[k], t.Records()[t.Len()-1].ID)
+	}
+	return c.prevMax[k]
+}
+
+// overlay copies onto a known record what a short record carries.
+func overlay(rec, scan *kernel.Record, full bool) {
+	if full {
+		*rec = *scan
+		return
+	}
+	const changing = kernel.HasMemory | kernel.HasElements | kernel.HasStats
+	if scan.Fields&kernel.HasMemory != 0 {
+		rec.Memory = scan.Memory
+	}
+	rec.Elements = scan.Elements
+	rec.RunTimeNs = scan.RunTimeNs
+	rec.RunCount = scan.RunCount
+	rec.Fields = rec.Fields&^(kernel.HasElements|kernel.HasStats) | scan.Fields&changing
+}
+
+// memoryByFDInfo reads from fdinfo the memory of a map whose type the
+// iterator cannot compute it for: once for a new map, every cycle for a
+// type whose memory follows its contents. It needs CAP_SYS_ADMIN; without
+// it the memory stays unknown and is counted as such.
+func (c *Collector) memoryByFDInfo(k kernel.Kind, rec *kernel.Record, isNew bool) {
+	if rec.Fields&kernel.HasMemory != 0 && !isNew && !kernel.MemoryVaries(k, rec) {
+		return
+	}
+	if c.fallback == nil {
+		return
+	}
+	err := c.fallback.Read(k, rec.ID, kernel.NeedMemory, rec)
+	if err != nil && !kernel.Gone(err) {
+		rec.Fields &^= kernel.HasMemory
+	}
 }
 
 // job is one object to read in a batch.
@@ -394,12 +625,28 @@ func (c *Collector) account(k kernel.Kind, rec *kernel.Record) {
 	ti := TypeIndex(rec.Type)
 	ts := &agg.Types[ti]
 	agg.Objects++
-	agg.MemoryBytes += rec.Memory
 	ts.Objects++
+	if k != kernel.KindLink && rec.Fields&kernel.HasMemory == 0 {
+		agg.MemoryUnknown++
+	}
+	agg.MemoryBytes += rec.Memory
 	ts.MemoryBytes += rec.Memory
 	ts.RunTimeNs += rec.RunTimeNs
 	ts.RunCount += rec.RunCount
+	if rec.Fields&kernel.HasElements != 0 && rec.MaxEntries > 0 {
+		ts.Elements += rec.Elements
+		ts.MaxEntries += uint64(rec.MaxEntries)
+		if rec.Elements*10 > uint64(rec.MaxEntries)*9 {
+			ts.NearFull++
+		}
+	}
 	c.seen[k][ti/64] |= 1 << (uint(ti) % 64)
+	if own := c.own[k]; len(own) > 0 && rec.ID >= own[0] && rec.ID <= own[len(own)-1] {
+		if _, ok := slices.BinarySearch(own, rec.ID); ok {
+			c.ownAgg[k].Objects++
+			c.ownAgg[k].MemoryBytes += rec.Memory
+		}
+	}
 }
 
 // publish folds the cycle into the snapshot and publishes it: everything
@@ -431,6 +678,7 @@ func (c *Collector) publish(start time.Time, err error) {
 			a.Created, a.Removed = c.created[k], c.removed[k]
 			a.TypesSeen = c.seen[k]
 			s.Kinds[k] = *a
+			s.Own[k] = c.ownAgg[k]
 		}
 		c.baseline = true
 		d := end.Sub(start)

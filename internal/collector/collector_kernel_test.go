@@ -14,6 +14,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen/bpftool"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
@@ -171,8 +172,11 @@ func cycleMatchingBpftool(t *testing.T, c *Collector) (Snapshot, [kernel.NumKind
 	panic("unreachable")
 }
 
-func kernelConfig(t testing.TB) Options {
+var modes = []string{config.ModeSyscall, config.ModeIterator}
+
+func kernelConfig(t testing.TB, mode string) Options {
 	cfg := testConfig(t)
+	cfg.CollectionMode = mode
 	cfg.MaxTrackedMaps, cfg.MaxTrackedPrograms, cfg.MaxTrackedLinks = 20000, 10000, 5000
 	cfg.MaxMemoryBytes = 64 << 20
 	return Options{Config: cfg}
@@ -180,80 +184,84 @@ func kernelConfig(t testing.TB) Options {
 
 func TestKernelMatchesBpftool(t *testing.T) {
 	testutil.RequireBPF(t)
-	c, err := New(kernelConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-
-	check := func(what string) Snapshot {
-		s, counts, mem := cycleMatchingBpftool(t, c)
-		for k := range kernel.NumKinds {
-			ks := s.Kinds[k]
-			if ks.Objects != uint64(counts[k]) || ks.MemoryBytes != mem[k] {
-				t.Fatalf("%s: %s: %d objects, %d bytes; bpftool: %d objects, %d bytes",
-					what, kernel.Kind(k), ks.Objects, ks.MemoryBytes, counts[k], mem[k])
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			c, err := New(kernelConfig(t, mode))
+			if err != nil {
+				t.Fatal(err)
 			}
-			if ks.Unreadable != 0 || s.Errors[kernel.OpGetFD] != 0 {
-				t.Fatalf("%s: unreadable objects or errors: %+v %v", what, ks, s.Errors)
+			defer c.Close()
+
+			check := func(what string) Snapshot {
+				s, counts, mem := cycleMatchingBpftool(t, c)
+				for k := range kernel.NumKinds {
+					ks := s.Kinds[k]
+					if ks.Objects != uint64(counts[k]) || ks.MemoryBytes != mem[k] {
+						t.Fatalf("%s: %s: %d objects, %d bytes; bpftool: %d objects, %d bytes",
+							what, kernel.Kind(k), ks.Objects, ks.MemoryBytes, counts[k], mem[k])
+					}
+					if ks.Unreadable != 0 || s.Errors[kernel.OpGetFD] != 0 {
+						t.Fatalf("%s: unreadable objects or errors: %+v %v", what, ks, s.Errors)
+					}
+				}
+				return s
 			}
-		}
-		return s
-	}
-	base := check("before")
+			base := check("before")
 
-	const nm, np, nl = 60, 10, 4
-	p := newPopulation(t, nm, np, nl)
-	mapIDs, progIDs, linkIDs := p.ids(t)
-	s := check("with population")
-	want := [kernel.NumKinds]uint64{nm, np + 1, nl} // + the iterator program
-	var created uint64
-	for k := range kernel.NumKinds {
-		if got := s.Kinds[k].Objects - base.Kinds[k].Objects; got != want[k] {
-			t.Errorf("%s: %d more objects, want %d", kernel.Kind(k), got, want[k])
-		}
-		created += s.Kinds[k].Created - base.Kinds[k].Created
-	}
-	if created < nm+np+1+nl {
-		t.Errorf("%d objects counted as created, want at least %d", created, nm+np+1+nl)
-	}
+			const nm, np, nl = 60, 10, 4
+			p := newPopulation(t, nm, np, nl)
+			mapIDs, progIDs, linkIDs := p.ids(t)
+			s := check("with population")
+			want := [kernel.NumKinds]uint64{nm, np + 1, nl} // + the iterator program
+			var created uint64
+			for k := range kernel.NumKinds {
+				if got := s.Kinds[k].Objects - base.Kinds[k].Objects; got != want[k] {
+					t.Errorf("%s: %d more objects, want %d", kernel.Kind(k), got, want[k])
+				}
+				created += s.Kinds[k].Created - base.Kinds[k].Created
+			}
+			if created < nm+np+1+nl {
+				t.Errorf("%d objects counted as created, want at least %d", created, nm+np+1+nl)
+			}
 
-	// Every object created here is tracked with the kernel's figures.
-	byID := testutil.Bpftool(t, bpftool.Map)
-	recs := c.tables[kernel.KindMap].Records()
-	for _, id := range mapIDs {
-		i := findRecord(recs, id)
-		if i < 0 {
-			t.Fatalf("map %d not tracked", id)
-		}
-		r := &recs[i]
-		if r.Memory != byID[id].BytesMemlock || kernel.TypeName(kernel.KindMap, r.Type) != byID[id].Type ||
-			!strings.HasPrefix(r.NameString(), "t_col_") {
-			t.Fatalf("map %d: record %+v, bpftool %+v", id, *r, byID[id])
-		}
-	}
-	for _, id := range progIDs {
-		if findRecord(c.tables[kernel.KindProg].Records(), id) < 0 {
-			t.Fatalf("program %d not tracked", id)
-		}
-	}
-	lrecs := c.tables[kernel.KindLink].Records()
-	for _, id := range linkIDs {
-		i := findRecord(lrecs, id)
-		if i < 0 || kernel.LinkType(lrecs[i].Type) != kernel.LinkTypeIter || lrecs[i].ProgID != progIDs[len(progIDs)-1] {
-			t.Fatalf("link %d: %+v", id, lrecs)
-		}
-	}
+			// Every object created here is tracked with the kernel's figures.
+			byID := testutil.Bpftool(t, bpftool.Map)
+			recs := c.tables[kernel.KindMap].Records()
+			for _, id := range mapIDs {
+				i := findRecord(recs, id)
+				if i < 0 {
+					t.Fatalf("map %d not tracked", id)
+				}
+				r := &recs[i]
+				if r.Memory != byID[id].BytesMemlock || kernel.TypeName(kernel.KindMap, r.Type) != byID[id].Type ||
+					!strings.HasPrefix(r.NameString(), "t_col_") {
+					t.Fatalf("map %d: record %+v, bpftool %+v", id, *r, byID[id])
+				}
+			}
+			for _, id := range progIDs {
+				if findRecord(c.tables[kernel.KindProg].Records(), id) < 0 {
+					t.Fatalf("program %d not tracked", id)
+				}
+			}
+			lrecs := c.tables[kernel.KindLink].Records()
+			for _, id := range linkIDs {
+				i := findRecord(lrecs, id)
+				if i < 0 || kernel.LinkType(lrecs[i].Type) != kernel.LinkTypeIter || lrecs[i].ProgID != progIDs[len(progIDs)-1] {
+					t.Fatalf("link %d: %+v", id, lrecs)
+				}
+			}
 
-	p.close()
-	waitGone(t, kernel.KindLink, linkIDs)
-	waitGone(t, kernel.KindProg, progIDs)
-	waitGone(t, kernel.KindMap, mapIDs)
-	after := check("after close")
-	for k := range kernel.NumKinds {
-		if removed := after.Kinds[k].Removed - s.Kinds[k].Removed; removed < want[k] {
-			t.Errorf("%s: %d removed, want at least %d", kernel.Kind(k), removed, want[k])
-		}
+			p.close()
+			waitGone(t, kernel.KindLink, linkIDs)
+			waitGone(t, kernel.KindProg, progIDs)
+			waitGone(t, kernel.KindMap, mapIDs)
+			after := check("after close")
+			for k := range kernel.NumKinds {
+				if removed := after.Kinds[k].Removed - s.Kinds[k].Removed; removed < want[k] {
+					t.Errorf("%s: %d removed, want at least %d", kernel.Kind(k), removed, want[k])
+				}
+			}
+		})
 	}
 }
 
@@ -275,52 +283,60 @@ func findRecord(recs []kernel.Record, id uint32) int {
 
 func TestKernelNoPreallocMemoryFollowsContents(t *testing.T) {
 	testutil.RequireBPF(t)
-	m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_grow", Type: ebpf.Hash, KeySize: 4, ValueSize: 64, MaxEntries: 1024, Flags: unix.BPF_F_NO_PREALLOC})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	info, _ := m.Info()
-	id, _ := info.ID()
-	c, err := New(kernelConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_grow", Type: ebpf.Hash, KeySize: 4, ValueSize: 64, MaxEntries: 1024, Flags: unix.BPF_F_NO_PREALLOC})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			info, _ := m.Info()
+			id, _ := info.ID()
+			c, err := New(kernelConfig(t, mode))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
 
-	memoryOf := func() (got, want uint64) {
-		mustCycle(t, c)
-		recs := c.tables[kernel.KindMap].Records()
-		i := findRecord(recs, uint32(id))
-		if i < 0 {
-			t.Fatal("map not tracked")
-		}
-		o, ok := testutil.Bpftool(t, bpftool.Map)[uint32(id)]
-		if !ok {
-			t.Fatal("bpftool does not list the map")
-		}
-		return recs[i].Memory, o.BytesMemlock
-	}
-	empty, want := memoryOf()
-	if empty != want {
-		t.Fatalf("empty: %d, bpftool %d", empty, want)
-	}
-	for k := range uint32(1000) {
-		if err := m.Put(k, make([]byte, 64)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	full, want := memoryOf()
-	if full != want || full <= empty {
-		t.Fatalf("full: %d (empty %d), bpftool %d", full, empty, want)
+			memoryOf := func() (got, want uint64) {
+				mustCycle(t, c)
+				recs := c.tables[kernel.KindMap].Records()
+				i := findRecord(recs, uint32(id))
+				if i < 0 {
+					t.Fatal("map not tracked")
+				}
+				o, ok := testutil.Bpftool(t, bpftool.Map)[uint32(id)]
+				if !ok {
+					t.Fatal("bpftool does not list the map")
+				}
+				return recs[i].Memory, o.BytesMemlock
+			}
+			empty, want := memoryOf()
+			if empty != want {
+				t.Fatalf("empty: %d, bpftool %d", empty, want)
+			}
+			for k := range uint32(1000) {
+				if err := m.Put(k, make([]byte, 64)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			full, want := memoryOf()
+			if full != want || full <= empty {
+				t.Fatalf("full: %d (empty %d), bpftool %d", full, empty, want)
+			}
+		})
 	}
 }
 
 func TestKernelSteadyCycleAllocatesNothing(t *testing.T) {
 	testutil.RequireBPF(t)
 	newPopulation(t, 240, 60, 20)
-	for _, workers := range []int{1, 3} {
-		opts := kernelConfig(t)
+	for _, run := range []struct {
+		mode    string
+		workers int
+	}{{config.ModeSyscall, 1}, {config.ModeSyscall, 3}, {config.ModeIterator, 1}} {
+		mode, workers := run.mode, run.workers
+		opts := kernelConfig(t, mode)
 		// Some objects beyond the tables, read in full every cycle, and
 		// statistics on, read for every program every cycle.
 		opts.Config.MaxTrackedMaps = 100
@@ -339,7 +355,7 @@ func TestKernelSteadyCycleAllocatesNothing(t *testing.T) {
 			}
 		})
 		if allocs != 0 {
-			t.Fatalf("%d workers: steady cycle over %d objects: %v allocations, want 0", workers, snapshotObjects(c), allocs)
+			t.Fatalf("%s, %d workers: steady cycle over %d objects: %v allocations, want 0", mode, workers, snapshotObjects(c), allocs)
 		}
 		// Exactly, not rounded: one worker runs every batch on the cycle's
 		// goroutine and never blocks, so nothing at all is allocated. With
@@ -354,7 +370,7 @@ func TestKernelSteadyCycleAllocatesNothing(t *testing.T) {
 		}
 		runtime.ReadMemStats(&after)
 		n := after.Mallocs - before.Mallocs
-		t.Logf("%d workers: %d allocations in %d steady cycles", workers, n, cycles)
+		t.Logf("%s, %d workers: %d allocations in %d steady cycles", mode, workers, n, cycles)
 		if workers == 1 && n != 0 {
 			t.Fatalf("one worker: %d allocations in %d cycles, want 0", n, cycles)
 		}
@@ -383,47 +399,51 @@ func readSysctl(t testing.TB, name string) string {
 
 func TestKernelSystemStats(t *testing.T) {
 	testutil.RequireBPF(t)
-	before := readSysctl(t, "kernel.bpf_stats_enabled")
-	p := newPopulation(t, 0, 1, 0)
-	_, progIDs, _ := p.ids(t)
-	opts := kernelConfig(t)
-	opts.Config.EnableSystemStats = true
-	c, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if readSysctl(t, "kernel.bpf_stats_enabled") != before {
-		t.Fatal("the sysctl changed: stats must be enabled through BPF_ENABLE_STATS only")
-	}
-	const runs = 25
-	ret, err := p.progs[0].Run(&ebpf.RunOptions{Data: make([]byte, 14), Repeat: runs})
-	if err != nil || ret != 0 {
-		t.Fatalf("test run: %d, %v", ret, err)
-	}
-	s := mustCycle(t, c)
-	recs := c.tables[kernel.KindProg].Records()
-	i := findRecord(recs, progIDs[0])
-	if i < 0 || recs[i].RunCount != runs || recs[i].RunTimeNs == 0 {
-		t.Fatalf("program record %+v, want %d runs", recs[i], runs)
-	}
-	sf := s.Kinds[kernel.KindProg].Types[kernel.ProgTypeSocketFilter]
-	if !s.SystemStats || sf.RunCount < runs || sf.RunTimeNs < recs[i].RunTimeNs {
-		t.Fatalf("aggregates %+v", sf)
-	}
-	c.Close()
-	// Closed: statistics are off again, further runs are not counted.
-	if _, err := p.progs[0].Run(&ebpf.RunOptions{Data: make([]byte, 14), Repeat: runs}); err != nil {
-		t.Fatal(err)
-	}
-	st, err := p.progs[0].Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.RunCount != runs {
-		t.Fatalf("after Close the program counted %d runs, want still %d", st.RunCount, runs)
-	}
-	if readSysctl(t, "kernel.bpf_stats_enabled") != before {
-		t.Fatal("the sysctl changed")
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			before := readSysctl(t, "kernel.bpf_stats_enabled")
+			p := newPopulation(t, 0, 1, 0)
+			_, progIDs, _ := p.ids(t)
+			opts := kernelConfig(t, mode)
+			opts.Config.EnableSystemStats = true
+			c, err := New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if readSysctl(t, "kernel.bpf_stats_enabled") != before {
+				t.Fatal("the sysctl changed: stats must be enabled through BPF_ENABLE_STATS only")
+			}
+			const runs = 25
+			ret, err := p.progs[0].Run(&ebpf.RunOptions{Data: make([]byte, 14), Repeat: runs})
+			if err != nil || ret != 0 {
+				t.Fatalf("test run: %d, %v", ret, err)
+			}
+			s := mustCycle(t, c)
+			recs := c.tables[kernel.KindProg].Records()
+			i := findRecord(recs, progIDs[0])
+			if i < 0 || recs[i].RunCount != runs || recs[i].RunTimeNs == 0 {
+				t.Fatalf("program record %+v, want %d runs", recs[i], runs)
+			}
+			sf := s.Kinds[kernel.KindProg].Types[kernel.ProgTypeSocketFilter]
+			if !s.SystemStats || sf.RunCount < runs || sf.RunTimeNs < recs[i].RunTimeNs {
+				t.Fatalf("aggregates %+v", sf)
+			}
+			c.Close()
+			// Closed: statistics are off again, further runs are not counted.
+			if _, err := p.progs[0].Run(&ebpf.RunOptions{Data: make([]byte, 14), Repeat: runs}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := p.progs[0].Stats()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.RunCount != runs {
+				t.Fatalf("after Close the program counted %d runs, want still %d", st.RunCount, runs)
+			}
+			if readSysctl(t, "kernel.bpf_stats_enabled") != before {
+				t.Fatal("the sysctl changed")
+			}
+		})
 	}
 }
 
@@ -431,7 +451,7 @@ func TestKernelSystemStats(t *testing.T) {
 // it go: collection stops, then resumes.
 func TestKernelMemoryBudget(t *testing.T) {
 	testutil.RequireBPF(t)
-	opts := kernelConfig(t)
+	opts := kernelConfig(t, config.ModeSyscall)
 	opts.Config.MaxTrackedMaps, opts.Config.MaxTrackedPrograms, opts.Config.MaxTrackedLinks = 100, 100, 100
 	opts.Config.MaxMemoryBytes = 48 << 20
 	c, err := New(opts)
@@ -466,21 +486,25 @@ func TestKernelMemoryBudget(t *testing.T) {
 
 func TestKernelClosesEveryFD(t *testing.T) {
 	testutil.RequireBPF(t)
-	newPopulation(t, 30, 5, 2)
-	before := countFDs(t)
-	opts := kernelConfig(t)
-	opts.Config.MaxTrackedMaps = 10
-	opts.Config.EnableSystemStats = true
-	c, err := New(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		mustCycle(t, c)
-	}
-	c.Close()
-	if after := countFDs(t); after != before {
-		t.Fatalf("%d fds before, %d after", before, after)
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			newPopulation(t, 30, 5, 2)
+			before := countFDs(t)
+			opts := kernelConfig(t, mode)
+			opts.Config.MaxTrackedMaps = 10
+			opts.Config.EnableSystemStats = true
+			c, err := New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				mustCycle(t, c)
+			}
+			c.Close()
+			if after := countFDs(t); after != before {
+				t.Fatalf("%d fds before, %d after", before, after)
+			}
+		})
 	}
 }
 

@@ -41,6 +41,10 @@ type KindStats struct {
 	Capacity    uint64 // the table's capacity (pool size)
 	Untracked   uint64 // Objects - Tracked: counted, not kept in detail
 	Unreadable  uint64 // listed but not readable (an error other than "gone"): counted, memory unknown
+	// MemoryUnknown counts readable maps and programs whose memory could not
+	// be known (a map type the iterator cannot compute without
+	// CAP_SYS_ADMIN for fdinfo): counted, not in MemoryBytes.
+	MemoryUnknown uint64
 	// Created and Removed count objects that appeared and disappeared
 	// between consecutive complete cycles, since the agent started.
 	Created uint64
@@ -108,11 +112,11 @@ type OwnStats struct {
 type Feature int
 
 const (
-	FeatureMapIterator     Feature = iota // maps read by a BPF iterator
-	FeatureProgIterator                   // programs read by a BPF iterator
-	FeatureLinkIterator                   // links read by a BPF iterator
-	FeatureElementCounts                  // map element counts (kfunc bpf_map_sum_elem_count)
-	FeatureRunTimeStats                   // program run time and count (BPF_ENABLE_STATS)
+	FeatureMapIterator   Feature = iota // maps read by a BPF iterator
+	FeatureProgIterator                 // programs read by a BPF iterator
+	FeatureLinkIterator                 // links read by a BPF iterator
+	FeatureElementCounts                // map element counts (kfunc bpf_map_sum_elem_count)
+	FeatureRunTimeStats                 // program run time and count (BPF_ENABLE_STATS)
 	NumFeatures
 )
 

@@ -68,6 +68,7 @@ type snapshotCollector struct {
 	// Per kind (label type).
 	objects, memory, capacity, used *prometheus.Desc
 	untracked, unreadable           *prometheus.Desc
+	memoryUnknown                   *prometheus.Desc
 	created, removed                *prometheus.Desc
 	mode                            *prometheus.Desc // labels type, mode
 	totalMemory                     *prometheus.Desc
@@ -128,6 +129,9 @@ func NewCollector(pub *collector.Publisher, namespace string) prometheus.Collect
 		kindLabel)
 	c.unreadable = desc("unreadable_objects",
 		"Objects of each kind listed by the kernel but whose information could not be read (counted; memory unknown).",
+		kindLabel)
+	c.memoryUnknown = desc("memory_unknown_objects",
+		"Maps and programs counted in objects whose memory could not be known, so that it is missing from memory_bytes: in iterator mode, a map type whose memory the iterator cannot compute, when the agent lacks CAP_SYS_ADMIN to read its fdinfo.",
 		kindLabel)
 	c.created = desc("objects_created_total",
 		"Objects of each kind that appeared between two consecutive complete cycles, since the agent started.",
@@ -276,6 +280,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		if c.typeMemory[k] != nil {
 			gauge(ch, c.memory, float64(ks.MemoryBytes), kind)
 			gauge(ch, c.ownBytes, float64(s.Own[k].MemoryBytes), kind)
+			gauge(ch, c.memoryUnknown, float64(ks.MemoryUnknown), kind)
 		}
 		gauge(ch, c.ownObjects, float64(s.Own[k].Objects), kind)
 		c.collectTypes(ch, &s, k)

@@ -158,6 +158,8 @@ odigos_ebpf_collection_errors_total{op="enable_stats"} 0
 odigos_ebpf_collection_errors_total{op="fdinfo"} 3
 odigos_ebpf_collection_errors_total{op="get_fd_by_id"} 1
 odigos_ebpf_collection_errors_total{op="get_next_id"} 0
+odigos_ebpf_collection_errors_total{op="iter_create"} 0
+odigos_ebpf_collection_errors_total{op="iter_read"} 0
 odigos_ebpf_collection_errors_total{op="obj_get_info"} 0
 # HELP odigos_ebpf_collection_mode Always 1: how each kind of object is read from the kernel (mode: iterator or syscall).
 # TYPE odigos_ebpf_collection_mode gauge
@@ -251,6 +253,7 @@ var allMetricNames = []string{
 	"odigos_ebpf_map_objects",
 	"odigos_ebpf_maps_near_full",
 	"odigos_ebpf_memory_bytes",
+	"odigos_ebpf_memory_unknown_objects",
 	"odigos_ebpf_objects",
 	"odigos_ebpf_objects_created_total",
 	"odigos_ebpf_objects_removed_total",
@@ -316,6 +319,8 @@ odigos_ebpf_syscalls_total{op="enable_stats"} 0
 odigos_ebpf_syscalls_total{op="fdinfo"} 0
 odigos_ebpf_syscalls_total{op="get_fd_by_id"} 0
 odigos_ebpf_syscalls_total{op="get_next_id"} 7
+odigos_ebpf_syscalls_total{op="iter_create"} 0
+odigos_ebpf_syscalls_total{op="iter_read"} 0
 odigos_ebpf_syscalls_total{op="obj_get_info"} 0
 `
 	err := testutil.CollectAndCompare(c, strings.NewReader(want),

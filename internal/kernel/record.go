@@ -25,6 +25,9 @@ type Record struct {
 	Memory    uint64
 	RunTimeNs uint64 // programs, with run-time statistics enabled
 	RunCount  uint64 // programs, with run-time statistics enabled
+	// Elements is the number of elements of a map whose type keeps a count
+	// (HasElements): the hash family, through bpf_map_sum_elem_count.
+	Elements uint64
 }
 
 // Fields is the set of Record fields that a read filled.
@@ -35,6 +38,7 @@ const (
 	HasMemory                        // Memory
 	HasStats                         // RunTimeNs, RunCount
 	HasAttachType                    // AttachType
+	HasElements                      // Elements
 )
 
 // Need selects what a Read must fill.

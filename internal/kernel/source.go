@@ -37,10 +37,12 @@ const (
 	OpFDInfo                // open, read, close of /proc/self/fdinfo/<fd>
 	OpClose                 // close of an object's fd
 	OpEnableStats           // BPF_ENABLE_STATS
+	OpIterCreate            // BPF_ITER_CREATE
+	OpIterRead              // read() of an iterator
 	NumOps
 )
 
-var opNames = [NumOps]string{"get_next_id", "get_fd_by_id", "obj_get_info", "fdinfo", "close", "enable_stats"}
+var opNames = [NumOps]string{"get_next_id", "get_fd_by_id", "obj_get_info", "fdinfo", "close", "enable_stats", "iter_create", "iter_read"}
 
 // String returns the label value used in metrics.
 func (o Op) String() string {

@@ -1,0 +1,423 @@
+package kernel
+
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type map_record -type prog_record -type link_record iter bpf/iter.bpf.c
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Iterators reads every object of a kind with a BPF iterator (iter/bpf_map,
+// iter/bpf_prog, iter/bpf_link): a pass costs BPF_ITER_CREATE, one read()
+// per ~32 KiB of records and a close, however many objects there are. It
+// needs CAP_BPF and CAP_PERFMON, not CAP_SYS_ADMIN: an iterator sees every
+// object without opening any.
+//
+// Each kind's program is loaded on its own, so that a kernel lacking one
+// iterator (bpf_link's arrived in 5.19) still gets the others. Iterators is
+// not safe for concurrent use.
+type Iterators struct {
+	kinds    [NumKinds]*iterKind
+	gate     Gate
+	elements bool // the kernel has bpf_map_sum_elem_count
+	stats    bool // the pass in progress reads statistics
+
+	// The pass in progress.
+	cur   *iterKind
+	ck    Kind
+	fd    int
+	buf   []byte
+	start int // first unread byte of buf
+	end   int // end of the bytes read
+	eof   bool
+}
+
+// iterKind is one kind's iterator: its program, the link the kernel runs it
+// through, and the variables the agent sets in its .bss.
+type iterKind struct {
+	prog      *ebpf.Program
+	link      *link.Iter
+	fullAbove *ebpf.Variable
+	wantStats *ebpf.Variable
+	own       []OwnObject
+
+	// Values written into the variables; fields, so that passing their
+	// address to Variable.Set allocates nothing.
+	fullAboveVal [NumKinds]uint32
+	wantStatsVal uint32
+	statsSet     bool
+}
+
+// OwnObject is an object the agent itself loaded.
+type OwnObject struct {
+	Kind Kind
+	ID   uint32
+}
+
+// iterReadSize is the read buffer: a bpf_iter seq_file holds 8 pages of
+// records at most, so one read rarely returns more than 32 KiB; the rest
+// holds a record split across two reads.
+const iterReadSize = 64 << 10
+
+var iterProgNames = [NumKinds]string{iterProgDumpMaps, iterProgDumpProgs, iterProgDumpLinks}
+
+// LoadIterators loads the iterator of each kind that the running kernel
+// supports. errs[k] says why kind k has none; the result is nil only when
+// no kind has one. Every system call of a pass goes through gate.
+func LoadIterators(gate Gate) (*Iterators, [NumKinds]error, error) {
+	var errs [NumKinds]error
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, errs, fmt.Errorf("counting possible CPUs: %w", err)
+	}
+	it := &Iterators{gate: gate, fd: -1, buf: make([]byte, iterReadSize)}
+	any := false
+	for k := range NumKinds {
+		ik, err := loadIterKind(k, cpus)
+		if err != nil {
+			errs[k] = err
+			continue
+		}
+		it.kinds[k] = ik
+		any = true
+	}
+	if !any {
+		return nil, errs, fmt.Errorf("no BPF iterator could be loaded: %w", errors.Join(errs[:]...))
+	}
+	it.elements = kernelHasFunc("bpf_map_sum_elem_count")
+	return it, errs, nil
+}
+
+// kernelHasFunc reports whether the kernel's BTF has the function (a kfunc
+// the iterator calls where it exists).
+func kernelHasFunc(name string) bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	var fn *btf.Func
+	return spec.TypeByName(name, &fn) == nil
+}
+
+// ElementCounts reports whether map records carry element counts: the
+// kernel has the kfunc bpf_map_sum_elem_count (Linux 6.6 and later).
+func (it *Iterators) ElementCounts() bool { return it.elements }
+
+func loadIterKind(k Kind, cpus int) (_ *iterKind, err error) {
+	spec, err := loadIter()
+	if err != nil {
+		return nil, fmt.Errorf("reading the iterator object: %w", err)
+	}
+	if err := spec.Variables[iterVarNrCpus].Set(uint32(cpus)); err != nil {
+		return nil, err
+	}
+	if err := spec.Variables[iterVarPageSize].Set(uint64(os.Getpagesize())); err != nil {
+		return nil, err
+	}
+	// Load only this kind's program and what it uses, so that a kernel
+	// that refuses one iterator still runs the others.
+	type vars struct {
+		FullAbove *ebpf.Variable `ebpf:"full_above"`
+		WantStats *ebpf.Variable `ebpf:"want_stats"`
+	}
+	var (
+		prog *ebpf.Program
+		v    vars
+	)
+	name := iterProgNames[k]
+	switch k {
+	case KindMap:
+		var o struct {
+			vars
+			Prog *ebpf.Program `ebpf:"dump_maps"`
+		}
+		err = spec.LoadAndAssign(&o, nil)
+		prog, v = o.Prog, o.vars
+	case KindProg:
+		var o struct {
+			vars
+			Prog *ebpf.Program `ebpf:"dump_progs"`
+		}
+		err = spec.LoadAndAssign(&o, nil)
+		prog, v = o.Prog, o.vars
+	case KindLink:
+		var o struct {
+			vars
+			Prog *ebpf.Program `ebpf:"dump_links"`
+		}
+		err = spec.LoadAndAssign(&o, nil)
+		prog, v = o.Prog, o.vars
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading %s: %w", name, err)
+	}
+	ik := &iterKind{prog: prog, fullAbove: v.FullAbove, wantStats: v.WantStats}
+	defer func() {
+		if err != nil {
+			ik.close()
+		}
+	}()
+	ik.link, err = link.AttachIter(link.IterOptions{Program: ik.prog})
+	if err != nil {
+		return nil, fmt.Errorf("attaching %s: %w", name, err)
+	}
+	if err := ik.findOwn(k); err != nil {
+		return nil, err
+	}
+	return ik, nil
+}
+
+// findOwn records the IDs of the objects this iterator consists of.
+func (ik *iterKind) findOwn(k Kind) error {
+	info, err := ik.prog.Info()
+	if err != nil {
+		return fmt.Errorf("reading the iterator program's info: %w", err)
+	}
+	if id, ok := info.ID(); ok {
+		ik.own = append(ik.own, OwnObject{KindProg, uint32(id)})
+	}
+	if ids, ok := info.MapIDs(); ok {
+		for _, id := range ids {
+			ik.own = append(ik.own, OwnObject{KindMap, uint32(id)})
+		}
+	}
+	linfo, err := ik.link.Info()
+	if err != nil {
+		return fmt.Errorf("reading the iterator link's info: %w", err)
+	}
+	ik.own = append(ik.own, OwnObject{KindLink, uint32(linfo.ID)})
+	return nil
+}
+
+func (ik *iterKind) close() {
+	if ik.link != nil {
+		ik.link.Close()
+	}
+	if ik.prog != nil {
+		ik.prog.Close()
+	}
+}
+
+// Available reports whether kind k is read by an iterator.
+func (it *Iterators) Available(k Kind) bool { return it.kinds[k] != nil }
+
+// Own returns the objects the iterators consist of: they are in the kernel
+// like any other, and the agent reports them apart.
+func (it *Iterators) Own() []OwnObject {
+	var own []OwnObject
+	for _, ik := range it.kinds {
+		if ik != nil {
+			own = append(own, ik.own...)
+		}
+	}
+	return own
+}
+
+// Close releases the iterators.
+func (it *Iterators) Close() error {
+	it.End()
+	for k, ik := range it.kinds {
+		if ik != nil {
+			ik.close()
+			it.kinds[k] = nil
+		}
+	}
+	return nil
+}
+
+// Begin starts a pass over kind k. Objects with an ID above fullAbove come
+// with every field; the others with their ID and what can change (memory,
+// element count, and run-time statistics if stats).
+func (it *Iterators) Begin(k Kind, fullAbove uint32, stats bool) error {
+	ik := it.kinds[k]
+	if ik == nil {
+		return fmt.Errorf("no iterator for %ss: %w", k, ErrNotSupported)
+	}
+	it.End()
+	ik.fullAboveVal[k] = fullAbove
+	if err := ik.fullAbove.Set(&ik.fullAboveVal); err != nil {
+		return fmt.Errorf("setting the %s iterator's threshold: %w", k, err)
+	}
+	if s := uint32(0); stats != ik.statsSet || !ik.statsSet {
+		if stats {
+			s = 1
+		}
+		ik.wantStatsVal = s
+		if err := ik.wantStats.Set(&ik.wantStatsVal); err != nil {
+			return fmt.Errorf("setting the %s iterator's statistics switch: %w", k, err)
+		}
+		ik.statsSet = stats
+	}
+	if err := it.gate.Acquire(OpIterCreate); err != nil {
+		return err
+	}
+	attr := iterCreateAttr{LinkFD: uint32(ik.link.FD())}
+	fd, err := BPF(CmdIterCreate, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	it.gate.Release(OpIterCreate, k, 0, err)
+	if err != nil {
+		return err
+	}
+	it.cur, it.ck, it.fd, it.stats = ik, k, fd, stats
+	it.start, it.end, it.eof = 0, 0, false
+	return nil
+}
+
+// End finishes the pass in progress, if any.
+func (it *Iterators) End() error {
+	if it.fd < 0 {
+		return nil
+	}
+	var err error
+	if it.gate.Acquire(OpClose) == nil {
+		err = Close(it.fd)
+		it.gate.Release(OpClose, it.ck, 0, err)
+	} else {
+		err = Close(it.fd) // stopping: close anyway
+	}
+	it.fd, it.cur = -1, nil
+	return err
+}
+
+// ErrNotSupported: the running kernel lacks what a feature needs.
+var ErrNotSupported = errors.New("not supported by this kernel")
+
+// errShortRecord: the iterator wrote a record that does not fit its size.
+var errShortRecord = errors.New("malformed iterator record")
+
+// Next fills rec with the next object of the pass, in ascending ID order,
+// and reports whether the record was full. It returns ErrEndOfList after
+// the last one. A short record fills rec.ID and the fields that can change.
+func (it *Iterators) Next(rec *Record) (full bool, err error) {
+	const hdr = int(unsafe.Sizeof(iterMapRecord{}.H))
+	for {
+		if n := it.end - it.start; n >= hdr {
+			h := (*struct{ ID, Size uint32 })(unsafe.Pointer(&it.buf[it.start]))
+			size := int(h.Size)
+			if size < hdr || size > len(it.buf)/2 {
+				return false, errShortRecord
+			}
+			if n >= size {
+				b := it.buf[it.start : it.start+size]
+				it.start += size
+				return decodeRecord(it.ck, b, it.stats, rec)
+			}
+		}
+		if it.eof {
+			if it.end != it.start {
+				return false, errShortRecord
+			}
+			return false, ErrEndOfList
+		}
+		if err := it.fill(); err != nil {
+			return false, err
+		}
+	}
+}
+
+// fill reads more records after the unread ones.
+func (it *Iterators) fill() error {
+	if it.start > 0 {
+		it.end = copy(it.buf, it.buf[it.start:it.end])
+		it.start = 0
+	}
+	if err := it.gate.Acquire(OpIterRead); err != nil {
+		return err
+	}
+	for {
+		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(it.fd), uintptr(unsafe.Pointer(&it.buf[it.end])), uintptr(len(it.buf)-it.end))
+		if errno == unix.EINTR || errno == unix.EAGAIN {
+			continue
+		}
+		if errno != 0 {
+			it.gate.Release(OpIterRead, it.ck, 0, errno)
+			return errno
+		}
+		it.gate.Release(OpIterRead, it.ck, 0, nil)
+		if n == 0 {
+			it.eof = true
+		}
+		it.end += int(n)
+		return nil
+	}
+}
+
+// decodeRecord fills rec from one record of kind k.
+func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
+	p := unsafe.Pointer(&b[0])
+	switch k {
+	case KindMap:
+		r := (*iterMapRecord)(p)
+		if len(b) < mapRecordShort {
+			return false, errShortRecord
+		}
+		*rec = Record{ID: r.H.Id}
+		if r.Memory != memoryUnknown {
+			rec.Memory = r.Memory
+			rec.Fields |= HasMemory
+		}
+		if r.Elements >= 0 {
+			rec.Elements = uint64(r.Elements)
+			rec.Fields |= HasElements
+		}
+		if len(b) < int(unsafe.Sizeof(*r)) {
+			return false, nil
+		}
+		rec.Type = r.Type
+		rec.Flags = r.Flags
+		rec.KeySize = r.KeySize
+		rec.ValueSize = r.ValueSize
+		rec.MaxEntries = r.MaxEntries
+		rec.Name = *(*[16]byte)(unsafe.Pointer(&r.Name))
+		rec.Fields |= HasDetails
+		return true, nil
+	case KindProg:
+		r := (*iterProgRecord)(p)
+		*rec = Record{ID: r.H.Id}
+		if stats && len(b) >= progRecordStats {
+			rec.RunTimeNs = r.RunTimeNs
+			rec.RunCount = r.RunCnt
+			rec.Fields |= HasStats
+		}
+		if len(b) < int(unsafe.Sizeof(*r)) {
+			return false, nil
+		}
+		rec.Memory = r.Memory
+		rec.Type = r.Type
+		rec.JitedLen = r.JitedLen
+		rec.XlatedLen = r.XlatedLen
+		rec.Verified = r.VerifiedInsns
+		rec.Tag = r.Tag
+		rec.Name = *(*[16]byte)(unsafe.Pointer(&r.Name))
+		rec.Fields |= HasDetails | HasMemory
+		return true, nil
+	case KindLink:
+		r := (*iterLinkRecord)(p)
+		*rec = Record{ID: r.H.Id}
+		if len(b) < int(unsafe.Sizeof(*r)) {
+			return false, nil
+		}
+		rec.Type = r.Type
+		rec.ProgID = r.ProgId
+		if r.HasAttachType != 0 {
+			rec.AttachType = r.AttachType
+			rec.Fields |= HasAttachType
+		}
+		rec.Fields |= HasDetails
+		return true, nil
+	}
+	return false, errShortRecord
+}
+
+// The sizes and markers of records.h.
+const (
+	mapRecordShort  = 24
+	progRecordStats = 24
+	memoryUnknown   = ^uint64(0)
+)
