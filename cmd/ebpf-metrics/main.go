@@ -18,12 +18,10 @@ import (
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
-	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
-	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 )
 
 // Exit codes.
@@ -156,11 +154,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	f.log.Writer = stderr
 	logger := promslog.New(&f.log)
-	if err := checkPrivileges(); err != nil {
-		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
-		return exitRuntime
-	}
-
 	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger})
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
@@ -231,24 +224,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	c.Close()
 	return code
-}
-
-// checkPrivileges fails with the name of the missing capability: the
-// syscall source lists and opens objects by ID, which the kernel allows to
-// CAP_SYS_ADMIN only; a refusal from the kernel itself (a user namespace,
-// an LSM) is reported too.
-func checkPrivileges() error {
-	has, err := kernel.EffectiveCapabilities()
-	if err != nil {
-		return err
-	}
-	if !has(unix.CAP_SYS_ADMIN) {
-		return fmt.Errorf("missing capability %s: syscall collection lists and opens eBPF objects with "+
-			"BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID, which require it", kernel.Capability(unix.CAP_SYS_ADMIN))
-	}
-	if _, err := kernel.NextID(kernel.KindMap, 0); err != nil && err != kernel.ErrEndOfList {
-		return fmt.Errorf("the kernel refused BPF_MAP_GET_NEXT_ID (%w): %s is present, so a user namespace, "+
-			"seccomp or an LSM denies bpf(2)", err, kernel.Capability(unix.CAP_SYS_ADMIN))
-	}
-	return nil
 }

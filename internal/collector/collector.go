@@ -216,7 +216,9 @@ func (c *Collector) chooseSources(opts Options) error {
 			c.snap.ElementCounts = it.ElementCounts()
 		}
 	}
+	needsOpen := false
 	for k := range kernel.NumKinds {
+		needsOpen = needsOpen || !c.byIter[k]
 		if !c.byIter[k] && !c.canOpen {
 			return &PrivilegeError{"CAP_SYS_ADMIN", fmt.Sprintf("no BPF iterator for %ss on this kernel, and reading them "+
 				"object by object requires it", kernel.Kind(k))}
@@ -231,6 +233,14 @@ func (c *Collector) chooseSources(opts Options) error {
 	c.snap.Features[FeatureLinkIterator] = c.byIter[kernel.KindLink]
 	c.snap.Features[FeatureElementCounts] = c.snap.ElementCounts && c.byIter[kernel.KindMap]
 	c.snap.ElementCounts = c.snap.Features[FeatureElementCounts]
+	if needsOpen {
+		// The capability is there; a refusal now comes from a user
+		// namespace, seccomp or an LSM, and would fail every cycle.
+		if _, err := kernel.NextID(kernel.KindMap, 0); err != nil && err != kernel.ErrEndOfList {
+			return &PrivilegeError{"CAP_SYS_ADMIN (held, but refused)", fmt.Sprintf("the kernel refused "+
+				"BPF_MAP_GET_NEXT_ID (%v): a user namespace, seccomp or an LSM denies bpf(2)", err)}
+		}
+	}
 	if c.canOpen {
 		c.fallback = c.src.NewReader()
 	}

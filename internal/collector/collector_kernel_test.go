@@ -16,6 +16,7 @@ import (
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen/bpftool"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 )
@@ -514,4 +515,95 @@ func countFDs(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return len(ents)
+}
+
+// TestKernelIteratorEqualsSyscall reads the same population in both modes:
+// every record field that both modes give must be equal, and so must every
+// total; both must match bpftool.
+func TestKernelIteratorEqualsSyscall(t *testing.T) {
+	testutil.RequireBPF(t)
+	pop, err := loadgen.Create(loadgen.Spec{Maps: 200, Programs: 40, Links: 10, Fill: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pop.Close()
+	sys, err := New(kernelConfig(t, config.ModeSyscall))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys.Close()
+	it, err := New(kernelConfig(t, config.ModeIterator))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+
+	for try := 0; ; try++ {
+		var s1, s2 Snapshot
+		_, counts, mem := cycleMatchingBpftool(t, sys)
+		s1 = snapshot(sys)
+		s2 = mustCycle(t, it)
+		_, counts2, mem2 := cycleMatchingBpftool(t, sys)
+		if (counts != counts2 || mem != mem2) && try < 10 {
+			continue // the kernel changed between the two modes' cycles
+		}
+		for k := range kernel.NumKinds {
+			a, b := s1.Kinds[k], s2.Kinds[k]
+			a.Capacity, b.Capacity = 0, 0
+			if a.Objects != b.Objects || a.MemoryBytes != b.MemoryBytes || a.Types != b.Types && k != kernel.KindMap {
+				t.Errorf("%s: syscall %d objects %d bytes, iterator %d objects %d bytes", kernel.Kind(k), a.Objects, a.MemoryBytes, b.Objects, b.MemoryBytes)
+			}
+			if a.Objects != uint64(counts[k]) || a.MemoryBytes != mem[k] {
+				t.Errorf("%s: bpftool %d objects %d bytes", kernel.Kind(k), counts[k], mem[k])
+			}
+			for i := range a.Types {
+				x, y := a.Types[i], b.Types[i]
+				if x.Objects != y.Objects || x.MemoryBytes != y.MemoryBytes {
+					t.Errorf("%s type %s: syscall %+v, iterator %+v", kernel.Kind(k), TypeLabel(kernel.Kind(k), i), x, y)
+				}
+			}
+			if b.MemoryUnknown != 0 || b.Unreadable != 0 {
+				t.Errorf("%s: iterator mode: %d with unknown memory, %d unreadable", kernel.Kind(k), b.MemoryUnknown, b.Unreadable)
+			}
+			compareRecords(t, kernel.Kind(k), sys.tables[k].Records(), it.tables[k].Records())
+		}
+		return
+	}
+}
+
+// compareRecords checks, object by object, the fields both modes fill.
+func compareRecords(t *testing.T, k kernel.Kind, a, b []kernel.Record) {
+	t.Helper()
+	byID := map[uint32]kernel.Record{}
+	for _, r := range b {
+		byID[r.ID] = r
+	}
+	compared := 0
+	for _, x := range a {
+		y, ok := byID[x.ID]
+		if !ok {
+			continue // created or released between the two cycles
+		}
+		compared++
+		same := x.Type == y.Type && x.Memory == y.Memory
+		switch k {
+		case kernel.KindMap:
+			same = same && x.Flags == y.Flags && x.KeySize == y.KeySize && x.ValueSize == y.ValueSize &&
+				x.MaxEntries == y.MaxEntries && x.Name == y.Name
+		case kernel.KindProg:
+			same = same && x.Name == y.Name && x.Tag == y.Tag && x.JitedLen == y.JitedLen &&
+				x.XlatedLen == y.XlatedLen && x.Verified == y.Verified
+		case kernel.KindLink:
+			same = same && x.ProgID == y.ProgID
+			if x.Fields&y.Fields&kernel.HasAttachType != 0 {
+				same = same && x.AttachType == y.AttachType
+			}
+		}
+		if !same {
+			t.Errorf("%s %d: syscall %+v\n iterator %+v", k, x.ID, x, y)
+		}
+	}
+	if compared < len(a)/2 {
+		t.Errorf("%s: only %d of %d records compared", k, compared, len(a))
+	}
 }

@@ -128,6 +128,35 @@ int dump_maps(struct bpf_iter__bpf_map *ctx)
 	return 0;
 }
 
+/* A program with subprograms is JITed function by function; what the
+ * kernel reports as its JITed length (bpf_prog_info.jited_prog_len) is the
+ * sum over them. prog->jited_len alone is the main function's. */
+struct bpf_prog_aux___funcs {
+	__u32 func_cnt;
+	struct bpf_prog **func;
+} __attribute__((preserve_access_index));
+
+#define MAX_FUNCS 256 /* BPF_MAX_SUBPROGS */
+
+static __always_inline __u32 jited_len(struct bpf_prog *prog)
+{
+	struct bpf_prog_aux___funcs *aux = (void *)BPF_CORE_READ(prog, aux);
+	__u32 n = BPF_CORE_READ(aux, func_cnt);
+	struct bpf_prog **funcs = BPF_CORE_READ(aux, func);
+	__u32 len = 0;
+
+	if (n == 0 || !funcs)
+		return prog->jited_len;
+	for (__u32 i = 0; i < MAX_FUNCS && i < n; i++) {
+		struct bpf_prog *f = NULL;
+
+		bpf_probe_read_kernel(&f, sizeof(f), &funcs[i]);
+		if (f)
+			len += BPF_CORE_READ(f, jited_len);
+	}
+	return len;
+}
+
 SEC("iter/bpf_prog")
 int dump_progs(struct bpf_iter__bpf_prog *ctx)
 {
@@ -157,7 +186,7 @@ int dump_progs(struct bpf_iter__bpf_prog *ctx)
 	r.h.size = sizeof(r);
 	r.memory = (__u64)prog->pages * page_size;
 	r.type = prog->type;
-	r.jited_len = prog->jited_len;
+	r.jited_len = jited_len(prog);
 	r.xlated_len = prog->len * 8; /* sizeof(struct bpf_insn) */
 	r.verified_insns = BPF_CORE_READ(prog, aux, verified_insns);
 	bpf_probe_read_kernel(r.tag, sizeof(r.tag), prog->tag);
