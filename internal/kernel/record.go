@@ -25,8 +25,11 @@ type Record struct {
 	Memory    uint64
 	RunTimeNs uint64 // programs, with run-time statistics enabled
 	RunCount  uint64 // programs, with run-time statistics enabled
-	// Elements is the number of elements of a map whose type keeps a count
-	// (HasElements): the hash family, through bpf_map_sum_elem_count.
+	// Elements is the number of elements of a map whose type keeps an
+	// exact count (HasElements): the hash family, through the kfunc
+	// bpf_map_sum_elem_count (Linux 6.6 and later); LPM trie, queue,
+	// stack, sockhash, devmap and devmap_hash, from their own counters.
+	// Arrays have none (they are full by construction).
 	Elements uint64
 }
 
@@ -56,9 +59,11 @@ const (
 
 // MemoryVaries reports whether an object's memory can change after it was
 // created, so that it must be read again every cycle. Derived from the
-// kernel's map_mem_usage callbacks (Linux 6.18): only maps that allocate
-// elements on demand count them; every other map type, every program
-// (prog->pages) and every link is fixed at creation.
+// kernel's map_mem_usage callbacks (Linux 6.18): only maps that count what
+// they allocate on demand vary; every other map type (arrays, preallocated
+// and LRU hash maps, queues, ring buffers, storage maps, whose storages are
+// not counted...), every program (prog->pages) and every link is fixed at
+// creation.
 func MemoryVaries(k Kind, rec *Record) bool {
 	if k != KindMap {
 		return false
@@ -69,7 +74,9 @@ func MemoryVaries(k Kind, rec *Record) bool {
 		return rec.Flags&unix.BPF_F_NO_PREALLOC != 0
 	case MapTypeLpmTrie, // trie_mem_usage: n_entries * node size
 		MapTypeSockhash,   // sock_hash_mem_usage: count * elem_size
-		MapTypeDevmapHash: // dev_map_mem_usage: items * sizeof(bpf_dtab_netdev)
+		MapTypeDevmap,     // dev_map_mem_usage: items * sizeof(bpf_dtab_netdev),
+		MapTypeDevmapHash, // for both devmap types
+		MapTypeXskmap:     // xsk_map_mem_usage: count * sizeof(xsk_map_node)
 		return true
 	}
 	return false

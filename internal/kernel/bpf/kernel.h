@@ -141,11 +141,29 @@ struct bpf_iter__bpf_link {
 	struct bpf_link *link;
 } __attribute__((preserve_access_index));
 
-/* Map implementations, for their memory. */
+/* Map implementations, for their memory. A structure the kernel lacks
+ * (its map type is not built in) or a field that came late is tested with
+ * bpf_core_type_exists / bpf_core_field_exists before it is read; a
+ * structure declared only for its size has one field, any. */
 
+/* atomic_t is a structure: CO-RE matches a structure field only with a
+ * structure. */
+typedef struct {
+	int counter;
+} atomic_t;
+
+/* What a map type does; map_mem_usage arrived in Linux 6.4, and with it
+ * fdinfo's memlock became what the functions of mapmem.h compute. */
+struct bpf_map_ops {
+	__u64 (*map_mem_usage)(const struct bpf_map *map);
+} __attribute__((preserve_access_index));
+
+/* For its size only: its lock (raw_spinlock_t, rqspinlock_t in recent
+ * kernels) is never read. */
 struct bucket {
-	void *head; /* struct hlist_nulls_head: one pointer */
-	void *raw_lock;
+	struct {
+		void *first;
+	} head; /* struct hlist_nulls_head */
 } __attribute__((preserve_access_index));
 
 struct percpu_counter {
@@ -156,7 +174,7 @@ struct bpf_htab {
 	struct bpf_map map;
 	void *extra_elems;
 	struct percpu_counter pcount;
-	int count; /* atomic_t */
+	atomic_t count;
 	bool use_percpu_counter;
 	__u32 n_buckets;
 	__u32 elem_size;
@@ -170,4 +188,138 @@ struct bpf_array {
 /* The percpu array this program owns: its element's percpu pointer. */
 struct bpf_array___pptrs {
 	void *pptrs[1];
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/stackmap.c */
+struct bpf_stack_map {
+	struct bpf_map map;
+	__u32 n_buckets;
+} __attribute__((preserve_access_index));
+
+struct stack_map_bucket {
+	__u32 nr;
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/lpm_trie.c */
+struct lpm_trie {
+	struct bpf_map map;
+	unsigned long n_entries; /* size_t */
+	unsigned long data_size;
+} __attribute__((preserve_access_index));
+
+struct lpm_trie_node {
+	__u32 prefixlen;
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/queue_stack_maps.c */
+struct bpf_queue_stack {
+	struct bpf_map map;
+	__u32 head;
+	__u32 tail;
+	__u32 size; /* max_entries + 1 */
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/ringbuf.c, for ringbuf and user_ringbuf */
+struct bpf_ringbuf {
+	int nr_pages;
+} __attribute__((preserve_access_index));
+
+struct bpf_ringbuf_map {
+	struct bpf_map map;
+	struct bpf_ringbuf *rb;
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/bloom_filter.c */
+struct bpf_bloom_filter {
+	struct bpf_map map;
+	__u32 bitset_mask;
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/devmap.c, for devmap and devmap_hash */
+struct bpf_dtab {
+	struct bpf_map map;
+	unsigned int items;
+	__u32 n_buckets;
+} __attribute__((preserve_access_index));
+
+struct bpf_dtab_netdev {
+	unsigned int idx;
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/cpumap.c */
+struct bpf_cpu_map {
+	struct bpf_map map;
+} __attribute__((preserve_access_index));
+
+/* net/xdp/xskmap.c */
+struct xsk_map {
+	struct bpf_map map;
+	atomic_t count; /* Linux 6.4 and later */
+} __attribute__((preserve_access_index));
+
+struct xsk_map_node {
+	struct xsk_map *map;
+} __attribute__((preserve_access_index));
+
+/* net/core/sock_map.c */
+struct bpf_stab {
+	struct bpf_map map;
+} __attribute__((preserve_access_index));
+
+struct bpf_shtab {
+	struct bpf_map map;
+	__u32 buckets_num;
+	__u32 elem_size;
+	atomic_t count;
+} __attribute__((preserve_access_index));
+
+struct bpf_shtab_bucket {
+	struct {
+		void *first;
+	} head; /* struct hlist_head */
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/reuseport_array.c */
+struct reuseport_array {
+	struct bpf_map map;
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/local_storage.c: cgroup_storage, percpu_cgroup_storage */
+struct bpf_cgroup_storage_map {
+	struct bpf_map map;
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/bpf_local_storage.c: sk, inode, task and cgrp storage */
+struct bpf_local_storage_map {
+	struct bpf_map map;
+	__u32 bucket_log;
+} __attribute__((preserve_access_index));
+
+struct bpf_local_storage_map_bucket {
+	struct {
+		void *first;
+	} list; /* struct hlist_head */
+} __attribute__((preserve_access_index));
+
+/* kernel/bpf/bpf_struct_ops.c */
+struct btf_type {
+	__u32 name_off;
+	__u32 info;
+	__u32 size; /* in an anonymous union */
+} __attribute__((preserve_access_index));
+
+struct bpf_struct_ops_desc {
+	const struct btf_type *value_type;
+} __attribute__((preserve_access_index));
+
+struct bpf_struct_ops_value {
+	char data[0];
+} __attribute__((preserve_access_index));
+
+struct bpf_struct_ops_map {
+	struct bpf_map map;
+	/* Each arrived late, with a change of bpf_struct_ops_map_mem_usage. */
+	const struct bpf_struct_ops_desc *st_ops_desc;
+	__u32 funcs_cnt;
+	void **ksyms;
 } __attribute__((preserve_access_index));
