@@ -354,11 +354,11 @@ func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
 	switch k {
 	case KindMap:
 		r := (*iterMapRecord)(p)
-		if len(b) < mapRecordShort {
-			return false, errShortRecord
-		}
 		*rec = Record{ID: r.H.Id}
-		if r.Memory != memoryUnknown {
+		if len(b) < mapRecordShort {
+			return false, nil // nothing changed
+		}
+		if r.Memory != memoryUnknown && r.Memory != memoryUnchanged {
 			rec.Memory = r.Memory
 			rec.Fields |= HasMemory
 		}
@@ -420,4 +420,5 @@ const (
 	mapRecordShort  = 24
 	progRecordStats = 24
 	memoryUnknown   = ^uint64(0)
+	memoryUnchanged = ^uint64(0) - 1
 )

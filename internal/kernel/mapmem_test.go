@@ -239,10 +239,11 @@ var mapCases = []mapCase{
 	{name: "arena", typ: MapTypeArena, spec: simple(ebpf.Arena, 0, 0, 4, unix.BPF_F_MMAPABLE)},
 }
 
-// mapPass runs the map iterator once and returns the record of map id.
-func mapPass(tb testing.TB, it *Iterators, id uint32) Record {
+// mapPass runs the map iterator once and returns the record of map id,
+// full if fullAbove is below id, short otherwise.
+func mapPass(tb testing.TB, it *Iterators, id, fullAbove uint32) Record {
 	tb.Helper()
-	if err := it.Begin(KindMap, 0, false); err != nil {
+	if err := it.Begin(KindMap, fullAbove, false); err != nil {
 		tb.Fatal(err)
 	}
 	defer it.End()
@@ -314,8 +315,20 @@ func TestIteratorMapMemoryEqualsFDInfo(t *testing.T) {
 
 			check := func(stage string, wantElements int) Record {
 				t.Helper()
-				rec := mapPass(t, it, uint32(id))
+				rec := mapPass(t, it, uint32(id), 0)
 				want := memlock(t, fdr, m)
+				// The short record of a known map carries exactly what can
+				// have changed: memory if it varies, the element count.
+				short := mapPass(t, it, uint32(id), uint32(id))
+				if c.varies && (short.Fields&HasMemory == 0 || short.Memory != want) {
+					t.Errorf("%s: short record memory %d (fields %b), fdinfo memlock %d", stage, short.Memory, short.Fields, want)
+				}
+				if !c.varies && short.Fields&HasMemory != 0 {
+					t.Errorf("%s: short record of a fixed-memory map carries memory", stage)
+				}
+				if c.counts && (short.Fields&HasElements == 0 || short.Elements != uint64(wantElements)) {
+					t.Errorf("%s: short record: %d elements (fields %b), want %d", stage, short.Elements, short.Fields, wantElements)
+				}
 				if MapType(rec.Type) != c.typ {
 					t.Fatalf("type %d, want %d", rec.Type, c.typ)
 				}

@@ -64,6 +64,8 @@ const (
 // and LRU hash maps, queues, ring buffers, storage maps, whose storages are
 // not counted...), every program (prog->pages) and every link is fixed at
 // creation.
+//
+// The map iterator has the same list (map_memory_varies in bpf/mapmem.h).
 func MemoryVaries(k Kind, rec *Record) bool {
 	if k != KindMap {
 		return false

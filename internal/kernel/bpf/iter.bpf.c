@@ -110,13 +110,23 @@ int dump_maps(struct bpf_iter__bpf_map *ctx)
 	if (!map)
 		return 0;
 	r.h.id = map->id;
-	r.memory = map_memory(map);
 	r.elements = map_elements(map);
 	if (r.h.id <= full_above[KIND_MAP]) {
+		/* Known: send only what can have changed, often nothing. */
+		if (map_memory_varies(map)) {
+			r.memory = map_memory(map);
+		} else if (r.elements == ELEMENTS_UNKNOWN) {
+			r.h.size = MAP_RECORD_ID;
+			bpf_seq_write(seq, &r, MAP_RECORD_ID);
+			return 0;
+		} else {
+			r.memory = MEMORY_UNCHANGED;
+		}
 		r.h.size = MAP_RECORD_SHORT;
 		bpf_seq_write(seq, &r, MAP_RECORD_SHORT);
 		return 0;
 	}
+	r.memory = map_memory(map);
 	r.h.size = sizeof(r);
 	r.type = map->map_type;
 	r.flags = map->map_flags;

@@ -320,6 +320,25 @@ static __always_inline __u64 struct_ops_mem(struct bpf_map *map)
 	return usage;
 }
 
+/* Whether the map's memory can change after creation, so that a cycle must
+ * compute it again. Mirrors MemoryVaries in record.go. */
+static __always_inline bool map_memory_varies(struct bpf_map *map)
+{
+	switch ((__u32)map->map_type) {
+	case BPF_MAP_TYPE_HASH:
+	case BPF_MAP_TYPE_PERCPU_HASH:
+	case BPF_MAP_TYPE_HASH_OF_MAPS:
+		return map->map_flags & BPF_F_NO_PREALLOC;
+	case BPF_MAP_TYPE_LPM_TRIE:
+	case BPF_MAP_TYPE_SOCKHASH:
+	case BPF_MAP_TYPE_DEVMAP:
+	case BPF_MAP_TYPE_DEVMAP_HASH:
+	case BPF_MAP_TYPE_XSKMAP:
+		return true;
+	}
+	return false;
+}
+
 static __always_inline __u64 map_memory(struct bpf_map *map)
 {
 	/* Before map_mem_usage, fdinfo's memlock was an estimate made at

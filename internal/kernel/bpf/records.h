@@ -18,6 +18,8 @@ struct record_header {
 /* memory when the kernel's figure cannot be computed in BPF for this map
  * type on this kernel; elements when the map type keeps no count. */
 #define MEMORY_UNKNOWN (~0ULL)
+/* memory in a short record of a map whose memory cannot have changed. */
+#define MEMORY_UNCHANGED (~0ULL - 1)
 #define ELEMENTS_UNKNOWN (-1LL)
 
 struct map_record {
@@ -34,6 +36,8 @@ struct map_record {
 	char name[16];
 };
 #define MAP_RECORD_SHORT 24
+/* The short record of a map with fixed memory and no element count. */
+#define MAP_RECORD_ID 8
 
 struct prog_record {
 	struct record_header h;
