@@ -179,7 +179,7 @@ int dump_progs(struct bpf_iter__bpf_prog *ctx)
 		return 0;
 	if (want_stats && !cpu_off_ready)
 		find_cpu_offsets();
-	r.h.id = BPF_CORE_READ(prog, aux, id);
+	r.h.id = prog->aux->id; /* direct BTF loads: cheaper than probe reads */
 	size = PROG_RECORD_SHORT;
 	if (want_stats) {
 		prog_stats(prog, &r.run_time_ns, &r.run_cnt);
