@@ -1,7 +1,6 @@
 package exposition
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
+	agenttest "github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 )
 
 // client opens a new connection per request, so that no idle connection
@@ -36,7 +36,7 @@ func startServer(t *testing.T, cfg ServerConfig, g prometheus.Gatherer, reg prom
 	}
 	// Not t.Output(): a scrape abandoned by the timeout handler may still
 	// log after the test has ended.
-	logs := &lockedBuffer{}
+	logs := &agenttest.LockedBuffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
@@ -56,24 +56,6 @@ func startServer(t *testing.T, cfg ServerConfig, g prometheus.Gatherer, reg prom
 		}
 	})
 	return s, "http://" + s.Addrs()[0].String()
-}
-
-// lockedBuffer is a log destination safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 type response struct {

@@ -1,0 +1,232 @@
+package exposition
+
+import (
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	agenttest "github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
+)
+
+// descRE takes the name and the variable labels out of a Desc's String():
+// Desc has no accessor for them.
+var descRE = regexp.MustCompile(`^Desc\{fqName: "([^"]+)", .*variableLabels: \{([^}]*)\}\}$`)
+
+// gatheredFamilies returns the families g gathers, by name.
+func gatheredFamilies(t *testing.T, g prometheus.Gatherer) map[string]*dto.MetricFamily {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams := make(map[string]*dto.MetricFamily, len(mfs))
+	for _, mf := range mfs {
+		fams[mf.GetName()] = mf
+	}
+	return fams
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// TestMetricsReference holds docs/metrics.md to what the agent registers:
+// the same metrics as the collector's Describe, each with the labels of its
+// descriptor, the type and labels of its series in a Gather of the golden
+// snapshot, a unit that agrees with its name, and the conditions in which it
+// is present; build_info as the registry serves it; and every other metric
+// of the registry and the HTTP handler in a documented group.
+func TestMetricsReference(t *testing.T) {
+	ref, err := agenttest.LoadMetricsReference(filepath.Join(agenttest.RepoRoot(), "docs", "metrics.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := make(map[string]agenttest.MetricRef)
+	for _, m := range ref.Metrics {
+		if _, dup := documented[m.Name]; dup {
+			t.Errorf("%s: documented twice", m.Name)
+		}
+		documented[m.Name] = m
+	}
+
+	c := NewCollector(publish(testSnapshot()), "")
+	described := make(map[string][]string) // name → variable labels, sorted
+	ch := make(chan *prometheus.Desc, 256)
+	c.Describe(ch)
+	close(ch)
+	for d := range ch {
+		m := descRE.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("cannot read descriptor %s", d)
+		}
+		labels := []string{}
+		if m[2] != "" {
+			labels = strings.Split(m[2], ",")
+		}
+		slices.Sort(labels)
+		described[m[1]] = labels
+	}
+
+	// The golden snapshot has every metric; the registry adds build_info
+	// and the standard groups, the HTTP handler promhttp_*.
+	golden := gatheredFamilies(t, pedantic(c))
+	reg := NewRegistry(c, "")
+	if _, err := newHandler(&ServerConfig{TelemetryPath: DefaultTelemetryPath}, reg, reg, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	all := gatheredFamilies(t, reg)
+	const buildInfo = DefaultNamespace + "_build_info"
+
+	for _, name := range sortedKeys(described) {
+		doc, ok := documented[name]
+		if !ok {
+			t.Errorf("%s: registered, missing from docs/metrics.md", name)
+			continue
+		}
+		if !slices.Equal(doc.Labels, described[name]) {
+			t.Errorf("%s: documented labels %v, registered %v", name, doc.Labels, described[name])
+		}
+		mf, ok := golden[name]
+		if !ok {
+			t.Errorf("%s: not in a gather of the golden snapshot", name)
+			continue
+		}
+		checkFamily(t, doc, mf)
+	}
+	for _, name := range sortedKeys(documented) {
+		if _, ok := described[name]; !ok && name != buildInfo {
+			t.Errorf("%s: documented, not registered", name)
+		}
+	}
+	if doc, ok := documented[buildInfo]; !ok {
+		t.Errorf("%s: missing from docs/metrics.md", buildInfo)
+	} else if mf, ok := all[buildInfo]; !ok {
+		t.Errorf("%s: not served by the registry", buildInfo)
+	} else {
+		checkFamily(t, doc, mf)
+	}
+
+	groups := make(map[string]int)
+	for _, name := range sortedKeys(all) {
+		if _, ok := documented[name]; ok {
+			continue
+		}
+		i := slices.IndexFunc(ref.Groups, func(p string) bool { return strings.HasPrefix(name, p) })
+		if i < 0 {
+			t.Errorf("%s: served, neither documented nor in a documented group %v", name, ref.Groups)
+			continue
+		}
+		groups[ref.Groups[i]]++
+	}
+	for _, g := range ref.Groups {
+		if groups[g] == 0 {
+			t.Errorf("group %s*: documented, no metric served", g)
+		}
+	}
+
+	checkPresence(t, documented)
+}
+
+// checkFamily compares the type, labels and unit of a documented metric
+// with a gathered family.
+func checkFamily(t *testing.T, doc agenttest.MetricRef, mf *dto.MetricFamily) {
+	t.Helper()
+	if typ := strings.ToLower(mf.GetType().String()); doc.Type != typ {
+		t.Errorf("%s: documented as %s, served as %s", doc.Name, doc.Type, typ)
+	}
+	for _, m := range mf.GetMetric() {
+		var labels []string
+		for _, l := range m.GetLabel() {
+			labels = append(labels, l.GetName())
+		}
+		slices.Sort(labels)
+		if !slices.Equal(labels, doc.Labels) {
+			t.Errorf("%s: documented labels %v, a series has %v", doc.Name, doc.Labels, labels)
+			break
+		}
+	}
+	name := strings.TrimSuffix(doc.Name, "_total")
+	switch {
+	case strings.HasSuffix(name, "_bytes"):
+		if doc.Unit != "bytes" {
+			t.Errorf("%s: unit %q, want bytes", doc.Name, doc.Unit)
+		}
+	case strings.HasSuffix(name, "_timestamp_seconds"):
+		if doc.Unit != "Unix seconds" {
+			t.Errorf("%s: unit %q, want Unix seconds", doc.Name, doc.Unit)
+		}
+	case strings.HasSuffix(name, "_seconds"):
+		if doc.Unit != "seconds" {
+			t.Errorf("%s: unit %q, want seconds", doc.Name, doc.Unit)
+		}
+	default:
+		if doc.Unit == "" || strings.Contains(doc.Unit, "bytes") || strings.Contains(doc.Unit, "seconds") {
+			t.Errorf("%s: unit %q does not agree with the name", doc.Name, doc.Unit)
+		}
+	}
+}
+
+// checkPresence holds the "present" column to what the collector sends
+// before the first cycle, after it, and with each optional feature.
+func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
+	t.Helper()
+	const (
+		always   = "always"
+		cycle    = "after a cycle"
+		stats    = "with system stats"
+		elements = "with element counts"
+	)
+	beforeCycle := &collector.Snapshot{Active: true, Mode: [kernel.NumKinds]string{"syscall", "syscall", "syscall"}}
+	plain := testSnapshot()
+	plain.SystemStats, plain.ElementCounts = false, false
+	withStats := testSnapshot()
+	withStats.ElementCounts = false
+	withElements := testSnapshot()
+	withElements.SystemStats = false
+
+	for _, tc := range []struct {
+		name string
+		s    *collector.Snapshot
+		want []string // the values of the present column whose metrics are sent
+	}{
+		{"before the first cycle", beforeCycle, []string{always}},
+		{"after a cycle", plain, []string{always, cycle}},
+		{"with system stats", withStats, []string{always, cycle, stats}},
+		{"with element counts", withElements, []string{always, cycle, elements}},
+	} {
+		fams := gatheredFamilies(t, pedantic(NewCollector(publish(tc.s), "")))
+		for _, name := range sortedKeys(documented) {
+			doc := documented[name]
+			if name == DefaultNamespace+"_build_info" {
+				continue // the registry's, always
+			}
+			if !slices.Contains([]string{always, cycle, stats, elements}, doc.Present) {
+				t.Errorf("%s: present %q, want one of always, after a cycle, with system stats, with element counts", name, doc.Present)
+				continue
+			}
+			_, sent := fams[name]
+			if want := slices.Contains(tc.want, doc.Present); sent != want {
+				t.Errorf("%s: %s: sent %v, but documented as present %q", tc.name, name, sent, doc.Present)
+			}
+		}
+	}
+}
+
+func pedantic(c prometheus.Collector) *prometheus.Registry {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	return reg
+}
