@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
@@ -154,13 +156,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	f.log.Writer = stderr
 	logger := promslog.New(&f.log)
-	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger})
+	// Scrapes are served from a cache that the collector has refreshed at
+	// the end of each cycle: a scrape collects nothing and reads no file.
+	// The registry it gathers from needs the collector, hence the late
+	// binding.
+	var reg *prometheus.Registry
+	cache := exposition.NewCache(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return reg.Gather() }))
+	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger, OnPublish: cache.Notify})
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
 	}
 	defer c.Close()
-	reg := exposition.NewRegistry(exposition.NewCollector(c.Publisher(), f.namespace), f.namespace)
+	reg = exposition.NewRegistry(exposition.NewCollector(c.Publisher(), f.namespace), f.namespace)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -177,6 +185,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
+	cache.Refresh()
+	httpReg := prometheus.NewRegistry() // promhttp's own counters, live
 	srv, err := exposition.NewServer(exposition.ServerConfig{
 		ListenAddresses:     f.listen,
 		TelemetryPath:       f.path,
@@ -185,7 +195,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ScrapeTimeout:       f.scrapeTimeout,
 		EnablePprof:         f.pprof,
 		Ready:               exposition.SnapshotReady(c.Publisher()),
-	}, reg, reg, logger)
+	}, prometheus.Gatherers{cache, httpReg}, httpReg, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
@@ -193,6 +203,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logger.Info("starting ebpf-metrics", "version", version.Info(), "profile", cfg.Profile,
 		"mode", cfg.CollectionMode, "interval", cfg.CollectionInterval, "listen", f.listen)
 
+	go cache.Run(ctx)
 	collected := make(chan struct{})
 	go func() {
 		defer close(collected)

@@ -48,6 +48,9 @@ type Options struct {
 	// Capabilities tells which capabilities the agent holds. Default: the
 	// effective set of the calling thread.
 	Capabilities func(kernel.Capability) bool
+	// OnPublish, if set, is called after each publication, on the cycle's
+	// goroutine: it must not block (exposition.Cache.Notify does not).
+	OnPublish func()
 }
 
 // PrivilegeError names the capability a configuration needs and lacks.
@@ -61,21 +64,22 @@ func (e *PrivilegeError) Error() string { return "missing capability " + e.Missi
 // Collector runs collection cycles. Cycle and Run must not be called
 // concurrently; Publisher may be read from anywhere.
 type Collector struct {
-	cfg      config.Config
-	logger   *slog.Logger
-	src      kernel.Source     // syscall source: kinds without an iterator, memory fallback
-	iters    *kernel.Iterators // nil when no kind is read by an iterator
-	byIter   [kernel.NumKinds]bool
-	canOpen  bool                      // GET_FD_BY_ID is allowed (CAP_SYS_ADMIN)
-	fallback kernel.Reader             // fdinfo for map types whose memory the iterator cannot compute
-	own      [kernel.NumKinds][]uint32 // IDs of the agent's own objects, sorted
-	scan     kernel.Record             // the iterator's current record
-	resync   [kernel.NumKinds]bool     // ask the iterator for full records next cycle
-	gate     *gate
-	lim      *limiter
-	pool     *pool
-	memory   func() uint64
-	pub      Publisher
+	cfg       config.Config
+	logger    *slog.Logger
+	onPublish func()            // Options.OnPublish
+	src       kernel.Source     // syscall source: kinds without an iterator, memory fallback
+	iters     *kernel.Iterators // nil when no kind is read by an iterator
+	byIter    [kernel.NumKinds]bool
+	canOpen   bool                      // GET_FD_BY_ID is allowed (CAP_SYS_ADMIN)
+	fallback  kernel.Reader             // fdinfo for map types whose memory the iterator cannot compute
+	own       [kernel.NumKinds][]uint32 // IDs of the agent's own objects, sorted
+	scan      kernel.Record             // the iterator's current record
+	resync    [kernel.NumKinds]bool     // ask the iterator for full records next cycle
+	gate      *gate
+	lim       *limiter
+	pool      *pool
+	memory    func() uint64
+	pub       Publisher
 
 	tables [kernel.NumKinds]*inventory.Table
 	batch  []job
@@ -121,10 +125,11 @@ func New(opts Options) (*Collector, error) {
 		opts.MemoryUsage = NewMemoryMeter().Usage
 	}
 	c := &Collector{
-		cfg:     cfg,
-		logger:  opts.Logger,
-		memory:  opts.MemoryUsage,
-		statsFD: -1,
+		onPublish: opts.OnPublish,
+		cfg:       cfg,
+		logger:    opts.Logger,
+		memory:    opts.MemoryUsage,
+		statsFD:   -1,
 	}
 	workers := cfg.MaxConcurrentSyscalls
 	c.lim = newLimiter(cfg.MaxSyscallsPerSecond, cfg.Burst(), workers+1)
@@ -717,6 +722,9 @@ func (c *Collector) publish(start time.Time, err error) {
 		}
 	}
 	c.pub.Publish(s)
+	if c.onPublish != nil {
+		c.onPublish()
+	}
 }
 
 func durationBucket(s float64) int {

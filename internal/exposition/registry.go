@@ -18,8 +18,8 @@ import (
 // it panics if namespace fails CheckNamespace or c's descriptors collide with
 // the others.
 //
-// The process collector reads /proc/self on each scrape: the only file read
-// a scrape makes (it reads nothing of eBPF).
+// The process collector reads /proc/self when gathered: serve the registry
+// through a Cache, which gathers after each cycle rather than per scrape.
 func NewRegistry(c prometheus.Collector, namespace string) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
