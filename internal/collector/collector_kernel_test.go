@@ -210,26 +210,26 @@ func TestKernelMatchesBpftool(t *testing.T) {
 				return s
 			}
 			base := check("before")
-	var baseIDs [kernel.NumKinds]map[uint32]bool
-	for k := range kernel.NumKinds {
-		baseIDs[k] = bpftoolIDs(t, kernel.Kind(k))
-	}
+			var baseIDs [kernel.NumKinds]map[uint32]bool
+			for k := range kernel.NumKinds {
+				baseIDs[k] = bpftoolIDs(t, kernel.Kind(k))
+			}
 
 			const nm, np, nl = 60, 10, 4
 			p := newPopulation(t, nm, np, nl)
 			mapIDs, progIDs, linkIDs := p.ids(t)
 			s := check("with population")
 			want := [kernel.NumKinds]uint64{nm, np + 1, nl} // + the iterator program
-	var created uint64
-	for k := range kernel.NumKinds {
-		// Other processes may create objects meanwhile: the difference is
-		// checked only if the objects that are not ours did not change.
-		if got := s.Kinds[k].Objects - base.Kinds[k].Objects; got != want[k] && othersUnchanged(t, k, baseIDs[k], [][]uint32{mapIDs, progIDs, linkIDs}[k]) {
-			t.Errorf("%s: %d more objects, want %d", kernel.Kind(k), got, want[k])
-		}
-		created += s.Kinds[k].Created - base.Kinds[k].Created
-	}
-	if created < nm+np+1+nl {
+			var created uint64
+			for k := range kernel.NumKinds {
+				// Other processes may create objects meanwhile: the difference is
+				// checked only if the objects that are not ours did not change.
+				if got := s.Kinds[k].Objects - base.Kinds[k].Objects; got != want[k] && othersUnchanged(t, k, baseIDs[k], [][]uint32{mapIDs, progIDs, linkIDs}[k]) {
+					t.Errorf("%s: %d more objects, want %d", kernel.Kind(k), got, want[k])
+				}
+				created += s.Kinds[k].Created - base.Kinds[k].Created
+			}
+			if created < nm+np+1+nl {
 				t.Errorf("%d objects counted as created, want at least %d", created, nm+np+1+nl)
 			}
 
