@@ -2,9 +2,12 @@ package exposition
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
@@ -62,6 +65,44 @@ func BenchmarkCollect(b *testing.B) {
 			if err := enc.Encode(mf); err != nil {
 				b.Fatal(err)
 			}
+		}
+	}
+}
+
+// BenchmarkScrapeCached is a scrape as the agent serves it: the registry
+// gathered once into a Cache, each scrape only encoding what the cache
+// holds, through promhttp with promhttp's own counters live.
+func BenchmarkScrapeCached(b *testing.B) {
+	reg := NewRegistry(NewCollector(publish(realisticSnapshot()), ""), "")
+	cache := NewCache(reg)
+	if err := cache.Refresh(); err != nil {
+		b.Fatal(err)
+	}
+	httpReg := prometheus.NewRegistry()
+	h := promhttp.InstrumentMetricHandler(httpReg, promhttp.HandlerFor(prometheus.Gatherers{cache, httpReg}, promhttp.HandlerOpts{}))
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+}
+
+// BenchmarkScrapeUncached is the same scrape gathering the registry each
+// time, for comparison.
+func BenchmarkScrapeUncached(b *testing.B) {
+	reg := NewRegistry(NewCollector(publish(realisticSnapshot()), ""), "")
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
 		}
 	}
 }
