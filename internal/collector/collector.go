@@ -387,16 +387,10 @@ func (c *Collector) cycle(ctx context.Context) error {
 // kind's aggregates and table. Nothing is committed here: a cycle that
 // stops half-way leaves the last complete picture untouched.
 func (c *Collector) collectKind(ctx context.Context, k kernel.Kind) error {
-	t := c.tables[k]
-	t.Begin()
-	agg := &c.agg[k]
-	*agg = KindStats{Capacity: uint64(t.Capacity())}
-	c.maxs[k], c.above[k] = 0, 0
-	c.ownAgg[k] = OwnStats{}
+	t, _, stats := c.beginKind(k)
 	if err := c.src.Begin(k); err != nil {
 		return fmt.Errorf("starting a pass over %ss: %w", k, err)
 	}
-	stats := c.snap.SystemStats && k == kernel.KindProg
 	var after uint32
 	for done := false; !done; {
 		n := 0
@@ -425,22 +419,35 @@ func (c *Collector) collectKind(ctx context.Context, k kernel.Kind) error {
 			return ErrMemoryLimit
 		}
 	}
-	agg.Tracked = uint64(t.Building())
-	agg.Untracked = agg.Objects - agg.Tracked
+	c.endKind(k)
 	return nil
 }
 
-// collectKindIter reads kind k with its BPF iterator: one pass of a few
-// large reads. Objects above the threshold come in full; the others carry
-// only what can change and are merged with their record of the last cycle.
-func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
+// beginKind starts building kind k's table and aggregates for a pass, and
+// tells whether the pass reads run-time statistics.
+func (c *Collector) beginKind(k kernel.Kind) (*inventory.Table, *KindStats, bool) {
 	t := c.tables[k]
 	t.Begin()
 	agg := &c.agg[k]
 	*agg = KindStats{Capacity: uint64(t.Capacity())}
 	c.maxs[k], c.above[k] = 0, 0
 	c.ownAgg[k] = OwnStats{}
-	stats := c.snap.SystemStats && k == kernel.KindProg
+	return t, agg, c.snap.SystemStats && k == kernel.KindProg
+}
+
+// endKind completes kind k's aggregates at the end of a pass. Unreadable
+// objects are counted apart from the untracked ones.
+func (c *Collector) endKind(k kernel.Kind) {
+	agg := &c.agg[k]
+	agg.Tracked = uint64(c.tables[k].Building())
+	agg.Untracked = agg.Objects - agg.Tracked - agg.Unreadable
+}
+
+// collectKindIter reads kind k with its BPF iterator: one pass of a few
+// large reads. Objects above the threshold come in full; the others carry
+// only what can change and are merged with their record of the last cycle.
+func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
+	t, agg, stats := c.beginKind(k)
 	if err := c.iters.Begin(k, c.fullAbove(k), stats); err != nil {
 		return fmt.Errorf("starting the %s iterator: %w", k, err)
 	}
@@ -496,8 +503,7 @@ func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 		}
 	}
 	c.snap.Batches++
-	agg.Tracked = uint64(t.Building())
-	agg.Untracked = agg.Objects - agg.Tracked - agg.Unreadable
+	c.endKind(k)
 	return nil
 }
 
