@@ -15,20 +15,26 @@ type Record struct {
 	Name       [16]byte
 	Tag        [8]byte // programs
 	ProgID     uint32  // links: the program the link holds
-	AttachType uint32  // links whose type carries one (HasAttachType)
-	JitedLen   uint32  // programs: bytes of JITed code
-	XlatedLen  uint32  // programs: bytes of translated instructions
-	Verified   uint32  // programs: instructions processed by the verifier
+	// AttachType (links, HasAttachType): in syscall mode, for the link
+	// types whose info carries one; from the link iterator, for every link,
+	// on Linux 6.17 and later (bpf_link.attach_type).
+	AttachType uint32
+	JitedLen   uint32 // programs: bytes of JITed code
+	XlatedLen  uint32 // programs: bytes of translated instructions
+	Verified   uint32 // programs: instructions processed by the verifier
 	Fields     Fields
 	// Memory is the kernel's own figure in bytes (fdinfo memlock): maps'
-	// bpf_map_memory_usage(), programs' pages * PAGE_SIZE. Links: 0.
+	// bpf_map_memory_usage() (before Linux 6.4, the estimate
+	// bpf_map_memory_footprint() made at creation), programs' pages *
+	// PAGE_SIZE. Links: 0.
 	Memory    uint64
 	RunTimeNs uint64 // programs, with run-time statistics enabled
 	RunCount  uint64 // programs, with run-time statistics enabled
 	// Elements is the number of elements of a map whose type keeps an
 	// exact count (HasElements): the hash family, through the kfunc
 	// bpf_map_sum_elem_count (Linux 6.6 and later); LPM trie, queue,
-	// stack, sockhash, devmap and devmap_hash, from their own counters.
+	// stack, sockhash, devmap (Linux 6.4 and later) and devmap_hash, from
+	// their own counters.
 	// Arrays have none (they are full by construction).
 	Elements uint64
 }
@@ -66,6 +72,8 @@ const (
 // creation.
 //
 // The map iterator has the same list (map_memory_varies in bpf/mapmem.h).
+// Before Linux 6.4 a map's memlock is fixed at creation whatever its type:
+// there, reading it again is merely redundant.
 func MemoryVaries(k Kind, rec *Record) bool {
 	if k != KindMap {
 		return false

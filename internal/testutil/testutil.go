@@ -4,6 +4,7 @@ package testutil
 import (
 	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -35,6 +36,8 @@ func RequireBPF(tb testing.TB) {
 
 // Bpftool lists the objects of kind with `bpftool -j <kind> show`, an oracle
 // independent of this code base. Without bpftool it skips, or fails in CI.
+// A failure is retried for two seconds: bpftool fails while another
+// process holds a link that the kernel lists but lets no one open yet.
 func Bpftool(tb testing.TB, kind bpftool.Kind) map[uint32]bpftool.Object {
 	tb.Helper()
 	if _, err := bpftool.Path(); err != nil {
@@ -43,11 +46,16 @@ func Bpftool(tb testing.TB, kind bpftool.Kind) map[uint32]bpftool.Object {
 		}
 		tb.Skip(err)
 	}
-	objs, err := bpftool.Show(kind)
-	if err != nil {
-		tb.Fatal(err)
+	for try := 0; ; try++ {
+		objs, err := bpftool.Show(kind)
+		if err == nil {
+			return objs
+		}
+		if try == 20 {
+			tb.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return objs
 }
 
 // BpftoolTotals returns the number of objects of kind and the sum of their

@@ -63,8 +63,11 @@ static __noinline int find_cpu_offsets(void)
 	__u64 map = as_u64(&cpu_probe);
 	__u64 pptr = 0;
 
+	/* The element's pointer is at the offset of bpf_array.pptrs, which
+	 * is not sizeof(struct bpf_array) where the structure has padding
+	 * after it (Linux 6.1: 272 and 320). */
 	if (bpf_probe_read_kernel(&pptr, sizeof(pptr),
-				  (void *)(map + bpf_core_type_size(struct bpf_array))))
+				  (void *)(map + bpf_core_field_offset(struct bpf_array___pptrs, pptrs))))
 		return -1;
 	for (__u32 cpu = 0; cpu < MAX_CPUS && cpu < nr_cpus; cpu++) {
 		void *v = bpf_map_lookup_percpu_elem(&cpu_probe, &zero, cpu);

@@ -4,6 +4,9 @@
  * callback for one family of map types, as of Linux 6.18, with sizes taken
  * from the running kernel's BTF; each costs a few CO-RE reads.
  *
+ * Before Linux 6.4, memlock was an estimate the kernel made from the map's
+ * sizes alone (footprint_mem), and is computed as such.
+ *
  * A map type whose structure the running kernel lacks, or whose figure
  * needs what BPF cannot read, gives MEMORY_UNKNOWN: the agent then reads
  * fdinfo. Every map type of Linux 6.18 is computed here. */
@@ -101,7 +104,11 @@ static __always_inline __u64 htab_mem(struct bpf_map *map)
 	usage += sizeof(int) * (__u64)nr_cpus * HASHTAB_MAP_LOCK_COUNT;
 	if (prealloc) {
 		n = map->max_entries;
-		if (!percpu && !lru && t != BPF_MAP_TYPE_HASH_OF_MAPS) /* htab_has_extra_elems */
+		/* htab_has_extra_elems: a spare element per CPU, allocated
+		 * with the others; never for percpu and LRU maps, and for
+		 * hash of maps up to some version after 6.12 (6.12 has them,
+		 * 6.18 not). The pointer to them says which. */
+		if (BPF_CORE_READ(htab, extra_elems))
 			n += nr_cpus;
 		usage += elem_size * n;
 		if (percpu)
@@ -339,12 +346,33 @@ static __always_inline bool map_memory_varies(struct bpf_map *map)
 	return false;
 }
 
+/* kernel/bpf/syscall.c before Linux 6.4: bpf_map_memory_footprint, what
+ * fdinfo's memlock was for every map type, an estimate fixed at creation:
+ * max_entries slots of key and value (bpf_map_value_size: a value per CPU
+ * for percpu types, a u32 for maps of fds) rounded up to 8 bytes, the
+ * whole rounded up to pages. */
+static __always_inline __u64 footprint_mem(struct bpf_map *map)
+{
+	__u32 t = map->map_type;
+	__u64 value;
+
+	if (t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_LRU_PERCPU_HASH || t == BPF_MAP_TYPE_PERCPU_ARRAY ||
+	    t == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE)
+		value = round_up8(map->value_size) * nr_cpus;
+	else if (t == BPF_MAP_TYPE_PERF_EVENT_ARRAY || t == BPF_MAP_TYPE_CGROUP_ARRAY || t == BPF_MAP_TYPE_ARRAY_OF_MAPS ||
+		 t == BPF_MAP_TYPE_PROG_ARRAY || t == BPF_MAP_TYPE_HASH_OF_MAPS) /* IS_FD_MAP */
+		value = sizeof(__u32);
+	else
+		value = map->value_size;
+	return page_align((__u64)map->max_entries * round_up8(map->key_size + value));
+}
+
 static __always_inline __u64 map_memory(struct bpf_map *map)
 {
-	/* Before map_mem_usage, fdinfo's memlock was an estimate made at
-	 * creation, not these figures. */
+	/* Before map_mem_usage (Linux 6.4), fdinfo's memlock was the same
+	 * estimate for every type. */
 	if (!bpf_core_field_exists(struct bpf_map_ops, map_mem_usage))
-		return MEMORY_UNKNOWN;
+		return footprint_mem(map);
 	switch ((__u32)map->map_type) {
 	case BPF_MAP_TYPE_HASH:
 	case BPF_MAP_TYPE_PERCPU_HASH:
