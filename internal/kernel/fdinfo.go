@@ -87,8 +87,10 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
+// parseUint reads a decimal number. Leading zeros are allowed, however
+// many; a value past 2^64-1 is refused, never wrapped.
 func parseUint(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
+	if len(b) == 0 {
 		return 0, false
 	}
 	var v uint64

@@ -348,12 +348,18 @@ func (it *Iterators) fill() error {
 	}
 }
 
-// decodeRecord fills rec from one record of kind k.
+// decodeRecord fills rec from one record of kind k: b is the record, header
+// included. It reads nothing outside b: the record is copied into a zeroed
+// layout of its kind (a short record is a prefix of it), and b shorter than
+// a header is malformed.
 func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
-	p := unsafe.Pointer(&b[0])
+	if len(b) < recordHeaderSize {
+		return false, errShortRecord
+	}
 	switch k {
 	case KindMap:
-		r := (*iterMapRecord)(p)
+		var r iterMapRecord
+		loadRecord(unsafe.Pointer(&r), unsafe.Sizeof(r), b)
 		*rec = Record{ID: r.H.Id}
 		if len(b) < mapRecordShort {
 			return false, nil // nothing changed
@@ -366,7 +372,7 @@ func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
 			rec.Elements = uint64(r.Elements)
 			rec.Fields |= HasElements
 		}
-		if len(b) < int(unsafe.Sizeof(*r)) {
+		if len(b) < int(unsafe.Sizeof(r)) {
 			return false, nil
 		}
 		rec.Type = r.Type
@@ -378,14 +384,15 @@ func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
 		rec.Fields |= HasDetails
 		return true, nil
 	case KindProg:
-		r := (*iterProgRecord)(p)
+		var r iterProgRecord
+		loadRecord(unsafe.Pointer(&r), unsafe.Sizeof(r), b)
 		*rec = Record{ID: r.H.Id}
 		if stats && len(b) >= progRecordStats {
 			rec.RunTimeNs = r.RunTimeNs
 			rec.RunCount = r.RunCnt
 			rec.Fields |= HasStats
 		}
-		if len(b) < int(unsafe.Sizeof(*r)) {
+		if len(b) < int(unsafe.Sizeof(r)) {
 			return false, nil
 		}
 		rec.Memory = r.Memory
@@ -398,9 +405,10 @@ func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
 		rec.Fields |= HasDetails | HasMemory
 		return true, nil
 	case KindLink:
-		r := (*iterLinkRecord)(p)
+		var r iterLinkRecord
+		loadRecord(unsafe.Pointer(&r), unsafe.Sizeof(r), b)
 		*rec = Record{ID: r.H.Id}
-		if len(b) < int(unsafe.Sizeof(*r)) {
+		if len(b) < int(unsafe.Sizeof(r)) {
 			return false, nil
 		}
 		rec.Type = r.Type
@@ -415,10 +423,17 @@ func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
 	return false, errShortRecord
 }
 
+// loadRecord copies b into the record layout of size bytes at dst: what b
+// lacks stays as it was (zero), what b has beyond it is not read.
+func loadRecord(dst unsafe.Pointer, size uintptr, b []byte) {
+	copy(unsafe.Slice((*byte)(dst), size), b)
+}
+
 // The sizes and markers of records.h.
 const (
-	mapRecordShort  = 24
-	progRecordStats = 24
-	memoryUnknown   = ^uint64(0)
-	memoryUnchanged = ^uint64(0) - 1
+	recordHeaderSize = int(unsafe.Sizeof(iterMapRecord{}.H))
+	mapRecordShort   = 24
+	progRecordStats  = 24
+	memoryUnknown    = ^uint64(0)
+	memoryUnchanged  = ^uint64(0) - 1
 )
