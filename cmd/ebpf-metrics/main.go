@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -19,7 +20,6 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
@@ -86,9 +86,9 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").
 		Default("/metrics").StringVar(&f.path)
 	app.Flag("web.max-requests", "Maximum number of scrapes served at once; more get 503 (0 means the default).").
-		Default("10").IntVar(&f.maxRequests)
+		Default("10").SetValue(&intFlag{"web.max-requests", &f.maxRequests})
 	app.Flag("web.scrape-timeout", "Longest time to serve one scrape.").
-		Default("10s").DurationVar(&f.scrapeTimeout)
+		Default("10s").SetValue(&durationFlag{"web.scrape-timeout", &f.scrapeTimeout})
 	app.Flag("web.enable-pprof", "Serve Go profiling under /debug/pprof/ on the metrics port.").
 		BoolVar(&f.pprof)
 	promslogflag.AddFlags(app, &f.log)
@@ -104,6 +104,40 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
 	}
 	return f, 0, false
 }
+
+// intFlag and durationFlag parse a flag's value as kingpin's IntVar and
+// DurationVar do, with an error that names the flag (kingpin's does not).
+type intFlag struct {
+	name string
+	v    *int
+}
+
+func (f *intFlag) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("--%s: want an integer, got %q", f.name, s)
+	}
+	*f.v = v
+	return nil
+}
+
+func (f *intFlag) String() string { return strconv.Itoa(*f.v) }
+
+type durationFlag struct {
+	name string
+	v    *time.Duration
+}
+
+func (f *durationFlag) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("--%s: want a duration such as 10s, got %q", f.name, s)
+	}
+	*f.v = v
+	return nil
+}
+
+func (f *durationFlag) String() string { return f.v.String() }
 
 // effectiveConfig is the profile, then the file, then the flags, validated.
 func (f *flags) effectiveConfig() (config.Config, error) {
@@ -128,13 +162,24 @@ func (f *flags) effectiveConfig() (config.Config, error) {
 	if err := exposition.CheckNamespace(f.namespace); err != nil {
 		errs = append(errs, fmt.Errorf("--metrics.namespace: %w", err))
 	}
+	for _, a := range f.listen {
+		if err := exposition.CheckListenAddress(a); err != nil {
+			errs = append(errs, fmt.Errorf("--web.listen-address: %w", err))
+		}
+	}
+	if err := exposition.CheckTelemetryPath(f.path); err != nil {
+		errs = append(errs, fmt.Errorf("--web.telemetry-path: %w", err))
+	}
 	if f.webConfig != "" {
-		if err := web.Validate(f.webConfig); err != nil {
+		if err := exposition.ValidateWebConfig(f.webConfig); err != nil {
 			errs = append(errs, fmt.Errorf("--web.config.file %s: %w", f.webConfig, err))
 		}
 	}
 	if f.maxRequests < 0 {
 		errs = append(errs, fmt.Errorf("--web.max-requests: must not be negative, got %d", f.maxRequests))
+	}
+	if f.scrapeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("--web.scrape-timeout: must not be negative, got %v", f.scrapeTimeout))
 	}
 	return cfg, errors.Join(errs...)
 }
@@ -186,7 +231,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	cache.Refresh()
-	httpReg := prometheus.NewRegistry() // promhttp's own counters, live
 	srv, err := exposition.NewServer(exposition.ServerConfig{
 		ListenAddresses:     f.listen,
 		TelemetryPath:       f.path,
@@ -195,7 +239,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ScrapeTimeout:       f.scrapeTimeout,
 		EnablePprof:         f.pprof,
 		Ready:               exposition.SnapshotReady(c.Publisher()),
-	}, prometheus.Gatherers{cache, httpReg}, httpReg, logger)
+	}, cache, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime

@@ -1,11 +1,19 @@
 package exposition
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
+	"hash/crc32"
+	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Cache serves what a Gatherer gathered at its last refresh, so that a
@@ -15,28 +23,146 @@ import (
 // both the cycle and the scrape, so that neither the cycle's
 // zero-allocation promise nor the scrape's latency pays for it.
 //
+// A refresh also encodes what it gathered, once, in the formats that
+// Prometheus and plain clients negotiate (the text format; OpenMetrics, also
+// gzipped, as Prometheus asks for it): a scrape served by the Server then
+// only copies bytes. Another format (protobuf; the text format gzipped...)
+// is encoded at the first scrape that asks for it and kept until the next
+// refresh. Name escaping schemes share one body when no name needs
+// escaping, as is the case of the agent's.
+//
 // go_* and process_* are therefore as of the end of the last cycle, like
 // the eBPF metrics themselves.
 type Cache struct {
 	g      prometheus.Gatherer
 	notify chan struct{}
+	gen    atomic.Pointer[generation]
 
-	mu  sync.RWMutex
+	refreshing sync.Mutex // one refresh at a time
+}
+
+// generation is what one refresh gathered, and its encodings.
+type generation struct {
 	mfs []*dto.MetricFamily
 	err error
+	// legacyNames: every metric and label name is valid without escaping,
+	// so that every escaping scheme encodes the same bytes.
+	legacyNames bool
+
+	mu     sync.Mutex                              // held while encoding a format not yet in bodies
+	bodies atomic.Pointer[map[expfmt.Format]*body] // copied on write: lookups take no lock
+}
+
+// body is a generation's families encoded in one format.
+type body struct {
+	plain   []byte // the encoded families, without the format's closing (OpenMetrics' "# EOF")
+	encErrs int    // families that failed to encode (what they wrote is in plain, as promhttp would send it)
+	encErr  error  // the first of those errors
+
+	// gzip: the gzip header then the deflate blocks of plain, flushed to a
+	// byte boundary but not final, so that a scrape can append the blocks
+	// of its live section and the trailer (crc and size of the whole): one
+	// gzip member, readable by every client.
+	gzOnce  sync.Once
+	gzReady atomic.Bool // gz is built: a scrape can send it without waiting
+	gz      []byte
+	crc     uint32 // CRC-32 (IEEE) of plain
+}
+
+// eagerFormats are encoded at every refresh: what Prometheus (2.x and 3.x)
+// and a client without an Accept header negotiate. The OpenMetrics ones are
+// gzipped too.
+var eagerFormats = func() []expfmt.Format {
+	var formats []expfmt.Format
+	for _, accept := range []string{
+		"",
+		"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+		"application/openmetrics-text;version=1.0.0;escaping=allow-utf-8,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1",
+	} {
+		f := negotiateFormat(http.Header{"Accept": {accept}})
+		if !strings.Contains(string(f), "<unknown>") && !contains(formats, f) {
+			formats = append(formats, f)
+		}
+	}
+	return formats
+}()
+
+func contains(formats []expfmt.Format, f expfmt.Format) bool {
+	for _, g := range formats {
+		if g == f {
+			return true
+		}
+	}
+	return false
 }
 
 // NewCache returns a cache of g, empty until the first Refresh.
 func NewCache(g prometheus.Gatherer) *Cache {
-	return &Cache{g: g, notify: make(chan struct{}, 1)}
+	c := &Cache{g: g, notify: make(chan struct{}, 1)}
+	c.gen.Store(newGeneration(nil, nil))
+	return c
 }
 
-// Refresh gathers from g now.
+func newGeneration(mfs []*dto.MetricFamily, err error) *generation {
+	gen := &generation{mfs: withoutHandlerFamilies(mfs), err: err, legacyNames: true}
+	for _, mf := range gen.mfs {
+		if !model.LegacyValidation.IsValidMetricName(mf.GetName()) {
+			gen.legacyNames = false
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if !model.LegacyValidation.IsValidLabelName(l.GetName()) {
+					gen.legacyNames = false
+				}
+			}
+		}
+	}
+	gen.bodies.Store(&map[expfmt.Format]*body{})
+	return gen
+}
+
+// key is the body of format f: f itself, or f without its escaping scheme
+// when no name needs escaping.
+func (gen *generation) key(f expfmt.Format) expfmt.Format {
+	if gen.legacyNames {
+		if i := strings.Index(string(f), "; escaping="); i >= 0 {
+			return f[:i]
+		}
+	}
+	return f
+}
+
+// withoutHandlerFamilies drops the families that the metrics handler adds
+// live to every scrape, should the gathered registry hold them too: they
+// would be stale, and twice in the scrape.
+func withoutHandlerFamilies(mfs []*dto.MetricFamily) []*dto.MetricFamily {
+	for i, mf := range mfs {
+		if isHandlerFamily(mf.GetName()) {
+			out := append([]*dto.MetricFamily(nil), mfs[:i]...)
+			for _, mf := range mfs[i+1:] {
+				if !isHandlerFamily(mf.GetName()) {
+					out = append(out, mf)
+				}
+			}
+			return out
+		}
+	}
+	return mfs
+}
+
+// Refresh gathers from g now, and encodes the result in the eager formats.
 func (c *Cache) Refresh() error {
+	c.refreshing.Lock()
+	defer c.refreshing.Unlock()
 	mfs, err := c.g.Gather()
-	c.mu.Lock()
-	c.mfs, c.err = mfs, err
-	c.mu.Unlock()
+	gen := newGeneration(mfs, err)
+	for _, f := range eagerFormats {
+		b := gen.body(f)
+		if f.FormatType() == expfmt.TypeOpenMetrics {
+			b.gzipped()
+		}
+	}
+	c.gen.Store(gen)
 	return err
 }
 
@@ -62,10 +188,100 @@ func (c *Cache) Run(ctx context.Context) {
 }
 
 // Gather returns the families of the last refresh. They are shared by
-// every scrape and must not be modified; promhttp and prometheus.Gatherers
-// only read them.
+// every scrape and must not be modified.
 func (c *Cache) Gather() ([]*dto.MetricFamily, error) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.mfs, c.err
+	gen := c.gen.Load()
+	return gen.mfs, gen.err
+}
+
+func (c *Cache) current() *generation { return c.gen.Load() }
+
+// lookup returns the body in format if it is encoded already, else nil.
+func (gen *generation) lookup(f expfmt.Format) *body {
+	return (*gen.bodies.Load())[gen.key(f)]
+}
+
+// body returns the body in format, encoding it if it is not yet.
+func (gen *generation) body(f expfmt.Format) *body {
+	if b := gen.lookup(f); b != nil {
+		return b
+	}
+	gen.mu.Lock()
+	defer gen.mu.Unlock()
+	k := gen.key(f)
+	old := *gen.bodies.Load()
+	if b := old[k]; b != nil {
+		return b // encoded while this one waited for the lock
+	}
+	b := encodeBody(gen.mfs, f, nil)
+	bodies := make(map[expfmt.Format]*body, len(old)+1)
+	for k, v := range old {
+		bodies[k] = v
+	}
+	bodies[k] = b
+	gen.bodies.Store(&bodies)
+	return b
+}
+
+// encodeBody encodes mfs (those named in names, if names is not nil) in
+// format f. Like promhttp with ContinueOnError, a family that fails to
+// encode is counted and the others are still encoded.
+func encodeBody(mfs []*dto.MetricFamily, f expfmt.Format, names map[string]struct{}) *body {
+	var buf bytes.Buffer
+	b := &body{}
+	enc := expfmt.NewEncoder(&buf, f)
+	for _, mf := range mfs {
+		if names != nil {
+			if _, ok := names[mf.GetName()]; !ok {
+				continue
+			}
+		}
+		if err := enc.Encode(mf); err != nil {
+			if b.encErrs == 0 {
+				b.encErr = err
+			}
+			b.encErrs++
+		}
+	}
+	// Not closed: OpenMetrics' "# EOF" comes after the live section.
+	b.plain = buf.Bytes()
+	b.crc = crc32.ChecksumIEEE(b.plain)
+	return b
+}
+
+// gzipHeader is the header of a gzip member without name, time or comment,
+// as compress/gzip writes it.
+var gzipHeader = []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff}
+
+// gzipLevel trades 15% more bytes than gzip's default level for a third of
+// its time: 5.5 KiB instead of 4.8 KiB for a 25 KiB scrape.
+const gzipLevel = flate.BestSpeed
+
+// gzipPool holds compressors between uses: one allocates 1.2 MB, too much
+// to keep for a refresh a minute (the pool lets the garbage collector take
+// it back), too much to allocate at every refresh when cycles are frequent.
+var gzipPool = sync.Pool{New: func() any {
+	fw, _ := flate.NewWriter(nil, gzipLevel) // the level is valid
+	return fw
+}}
+
+// gzipped returns the gzip header and the flushed, non-final deflate
+// blocks of b.plain, compressing them at the first call.
+func (b *body) gzipped() []byte {
+	b.gzOnce.Do(func() {
+		fw := gzipPool.Get().(*flate.Writer)
+		b.compress(fw)
+		gzipPool.Put(fw)
+	})
+	return b.gz
+}
+
+func (b *body) compress(fw *flate.Writer) {
+	buf := bytes.NewBuffer(make([]byte, 0, len(b.plain)/4+64))
+	buf.Write(gzipHeader)
+	fw.Reset(buf)
+	fw.Write(b.plain) // a bytes.Buffer does not fail
+	fw.Flush()        // a sync flush: byte-aligned, not final
+	b.gz = buf.Bytes()
+	b.gzReady.Store(true)
 }

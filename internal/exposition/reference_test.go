@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -84,10 +85,10 @@ func TestMetricsReference(t *testing.T) {
 	// and the standard groups, the HTTP handler promhttp_*.
 	golden := gatheredFamilies(t, pedantic(c))
 	reg := NewRegistry(c, "")
-	if _, err := newHandler(&ServerConfig{TelemetryPath: DefaultTelemetryPath}, reg, reg, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	all := gatheredFamilies(t, reg)
+	h := newMetricsHandler(reg, 1, time.Second, slog.New(slog.DiscardHandler))
+	all := gatheredFamilies(t, prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		return h.liveFamilies(nil), nil
+	})})
 	const buildInfo = DefaultNamespace + "_build_info"
 
 	for _, name := range sortedKeys(described) {

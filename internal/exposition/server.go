@@ -4,20 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 )
@@ -29,15 +34,15 @@ const (
 	DefaultScrapeTimeout       = 10 * time.Second
 )
 
-// Limits of the HTTP server. The write timeout is the scrape timeout plus
-// writeTimeoutMargin, so that a scrape cut by the scrape timeout still gets
-// its 503 written.
+// Limits of the HTTP server, the defaults of the ServerConfig timeouts. The
+// write timeout is the scrape timeout plus writeTimeoutMargin, so that a
+// scrape cut by the scrape timeout still gets its 503 written.
 const (
-	readHeaderTimeout  = 5 * time.Second
-	readTimeout        = 10 * time.Second
-	idleTimeout        = 2 * time.Minute
-	maxHeaderBytes     = 64 << 10
-	writeTimeoutMargin = 5 * time.Second
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	maxHeaderBytes           = 64 << 10
+	writeTimeoutMargin       = 5 * time.Second
 	// pprofWriteTimeout replaces a shorter write timeout when pprof is on:
 	// a CPU profile runs 30 s by default (60 s from the landing page) and
 	// net/http/pprof refuses one that would outlast the write timeout.
@@ -62,8 +67,25 @@ type ServerConfig struct {
 	// answered 503 at once. <= 0 means DefaultMaxRequestsInFlight.
 	MaxRequestsInFlight int
 	// ScrapeTimeout bounds the time to gather and encode the metrics; past
-	// it, the scrape is answered 503. <= 0 means DefaultScrapeTimeout.
+	// it, the scrape is answered 503. <= 0 means DefaultScrapeTimeout. (A
+	// scrape served from a Cache gathers and encodes nothing.)
 	ScrapeTimeout time.Duration
+	// ReadHeaderTimeout bounds the time a client takes to send a request's
+	// headers, from the moment the server starts reading them: a client
+	// that trickles them byte by byte, or never ends them, is cut off then.
+	// <= 0 means DefaultReadHeaderTimeout.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds the time to read a whole request, body included.
+	// <= 0 means DefaultReadTimeout.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds the time from the end of a request's headers to
+	// the end of its response: a client that reads the response too slowly
+	// is cut off then. <= 0 means ScrapeTimeout plus 5s, and at least 90s
+	// with EnablePprof (a CPU profile runs 30s by default).
+	WriteTimeout time.Duration
+	// IdleTimeout bounds how long a kept-alive connection may wait for its
+	// next request. <= 0 means DefaultIdleTimeout.
+	IdleTimeout time.Duration
 	// EnablePprof mounts net/http/pprof under /debug/pprof/ (on the
 	// server's own mux: never on http.DefaultServeMux).
 	EnablePprof bool
@@ -93,6 +115,21 @@ func (cfg *ServerConfig) setDefaults() {
 	if cfg.ScrapeTimeout <= 0 {
 		cfg.ScrapeTimeout = DefaultScrapeTimeout
 	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = cfg.ScrapeTimeout + writeTimeoutMargin
+		if cfg.EnablePprof {
+			cfg.WriteTimeout = max(cfg.WriteTimeout, pprofWriteTimeout)
+		}
+	}
 }
 
 func (cfg *ServerConfig) validate() error {
@@ -100,16 +137,32 @@ func (cfg *ServerConfig) validate() error {
 		return errors.New("no listen address")
 	}
 	for _, a := range cfg.ListenAddresses {
-		if strings.Contains(a, "://") {
-			return fmt.Errorf("listen address %q: only TCP host:port addresses are supported", a)
+		if err := CheckListenAddress(a); err != nil {
+			return err
 		}
 	}
-	return checkTelemetryPath(cfg.TelemetryPath)
+	return CheckTelemetryPath(cfg.TelemetryPath)
 }
 
-// checkTelemetryPath accepts the paths that http.ServeMux matches exactly as
+// CheckListenAddress accepts a TCP listen address, host:port (the host may
+// be empty, the port a number or a service name), without binding it.
+func CheckListenAddress(a string) error {
+	if strings.Contains(a, "://") {
+		return fmt.Errorf("listen address %q: only TCP host:port addresses are supported", a)
+	}
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("listen address %q: want host:port, such as :9436 or 127.0.0.1:9436", a)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("listen address %q: %w", a, err)
+	}
+	return nil
+}
+
+// CheckTelemetryPath accepts the paths that http.ServeMux matches exactly as
 // written: no pattern syntax, no "." or ".." segment, no "//".
-func checkTelemetryPath(p string) error {
+func CheckTelemetryPath(p string) error {
 	bad := func(why string) error { return fmt.Errorf("telemetry path %q: %s", p, why) }
 	if !strings.HasPrefix(p, "/") {
 		return bad("must start with /")
@@ -143,10 +196,11 @@ type Server struct {
 
 // NewServer validates cfg, builds the handlers and binds the listen
 // addresses (so that Addrs is known before Serve). g is what /metrics
-// serves. reg, if not nil, receives the promhttp_metric_handler_* metrics
-// about the scrapes themselves (pass the registry g gathers to expose
-// them). logger nil discards logs.
-func NewServer(cfg ServerConfig, g prometheus.Gatherer, reg prometheus.Registerer, logger *slog.Logger) (*Server, error) {
+// serves: give it a Cache, so that a scrape only copies bytes encoded at
+// the last refresh; any other Gatherer is gathered and encoded at every
+// scrape. Every scrape also carries the promhttp_metric_handler_* series
+// about the scrapes themselves, live. logger nil discards logs.
+func NewServer(cfg ServerConfig, g prometheus.Gatherer, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -154,18 +208,14 @@ func NewServer(cfg ServerConfig, g prometheus.Gatherer, reg prometheus.Registere
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if err := web.Validate(cfg.WebConfigFile); err != nil {
+	if err := ValidateWebConfig(cfg.WebConfigFile); err != nil {
 		return nil, fmt.Errorf("web configuration file %s: %w", cfg.WebConfigFile, err)
 	}
-	handler, err := newHandler(&cfg, g, reg, logger)
+	handler, err := newHandler(&cfg, newMetricsHandler(g, cfg.MaxRequestsInFlight, cfg.ScrapeTimeout, logger))
 	if err != nil {
 		return nil, err
 	}
 
-	writeTimeout := cfg.ScrapeTimeout + writeTimeoutMargin
-	if cfg.EnablePprof {
-		writeTimeout = max(writeTimeout, pprofWriteTimeout)
-	}
 	webConfigFile := cfg.WebConfigFile
 	s := &Server{
 		logger: logger,
@@ -174,7 +224,7 @@ func NewServer(cfg ServerConfig, g prometheus.Gatherer, reg prometheus.Registere
 			WebSystemdSocket:   new(bool),
 			WebConfigFile:      &webConfigFile,
 		},
-		drain: writeTimeout,
+		drain: cfg.WriteTimeout,
 	}
 	for _, addr := range cfg.ListenAddresses {
 		l, err := net.Listen("tcp", addr)
@@ -185,10 +235,10 @@ func NewServer(cfg ServerConfig, g prometheus.Gatherer, reg prometheus.Registere
 		s.listeners = append(s.listeners, l)
 		s.servers = append(s.servers, &http.Server{
 			Handler:           handler,
-			ReadHeaderTimeout: readHeaderTimeout,
-			ReadTimeout:       readTimeout,
-			WriteTimeout:      writeTimeout,
-			IdleTimeout:       idleTimeout,
+			ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+			ReadTimeout:       cfg.ReadTimeout,
+			WriteTimeout:      cfg.WriteTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
 			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		})
@@ -196,22 +246,9 @@ func NewServer(cfg ServerConfig, g prometheus.Gatherer, reg prometheus.Registere
 	return s, nil
 }
 
-func newHandler(cfg *ServerConfig, g prometheus.Gatherer, reg prometheus.Registerer, logger *slog.Logger) (http.Handler, error) {
-	opts := promhttp.HandlerOpts{
-		ErrorLog:            promhttpLogger{logger},
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: cfg.MaxRequestsInFlight,
-		Timeout:             cfg.ScrapeTimeout,
-		EnableOpenMetrics:   true,
-	}
-	if reg != nil {
-		opts.Registry = reg // promhttp_metric_handler_errors_total
-	}
-	metrics := promhttp.HandlerFor(g, opts)
-	if reg != nil {
-		metrics = promhttp.InstrumentMetricHandler(reg, metrics)
-	}
-
+// newHandler returns the server's mux: metrics at the telemetry path, the
+// landing page, health, readiness and, if enabled, pprof.
+func newHandler(cfg *ServerConfig, metrics http.Handler) (http.Handler, error) {
 	mux := http.NewServeMux()
 	pattern := "GET " + cfg.TelemetryPath
 	if strings.HasSuffix(pattern, "/") {
@@ -348,9 +385,37 @@ func (s *Server) closeListeners() {
 	}
 }
 
-// promhttpLogger logs promhttp's errors (gathering, encoding) through slog.
-type promhttpLogger struct{ l *slog.Logger }
+// maxWebConfigBytes bounds a web configuration file: exporter-toolkit
+// reads the whole file, and a wrong path (/dev/zero, a log) would cost the
+// agent all its memory.
+const maxWebConfigBytes = 1 << 20
 
-func (p promhttpLogger) Println(v ...any) {
-	p.l.Error(strings.TrimSuffix(fmt.Sprintln(v...), "\n"), "component", "promhttp")
+// ValidateWebConfig checks an exporter-toolkit web configuration file as
+// web.Validate does (YAML, unknown keys, TLS files, bcrypt hashes, headers),
+// and also refuses a file larger than 1 MiB and names the user whose
+// password is not a bcrypt hash, which web.Validate does not. "" is valid:
+// no TLS, no authentication.
+func ValidateWebConfig(path string) error {
+	if path == "" {
+		return nil
+	}
+	if f, err := os.Open(path); err == nil { // else web.Validate says why
+		data, err := io.ReadAll(io.LimitReader(f, maxWebConfigBytes+1))
+		f.Close()
+		if len(data) > maxWebConfigBytes {
+			return fmt.Errorf("larger than %d bytes", maxWebConfigBytes)
+		}
+		var users struct {
+			Users map[string]string `yaml:"basic_auth_users"`
+		}
+		if err == nil && yaml.Unmarshal(data, &users) == nil { // else web.Validate reports the syntax
+			for _, user := range slices.Sorted(maps.Keys(users.Users)) {
+				if _, err := bcrypt.Cost([]byte(users.Users[user])); err != nil {
+					return fmt.Errorf("basic_auth_users: the password of %q is not a bcrypt hash "+
+						"(make one with htpasswd -nBC 10 \"\" | tr -d ':\\n'): %w", user, err)
+				}
+			}
+		}
+	}
+	return web.Validate(path)
 }

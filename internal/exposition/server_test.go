@@ -29,7 +29,7 @@ var client = &http.Client{
 
 // startServer runs a server on a loopback port until the test ends, and
 // checks then that Serve returned nil.
-func startServer(t *testing.T, cfg ServerConfig, g prometheus.Gatherer, reg prometheus.Registerer) (*Server, string) {
+func startServer(t *testing.T, cfg ServerConfig, g prometheus.Gatherer) (*Server, string) {
 	t.Helper()
 	if cfg.ListenAddresses == nil {
 		cfg.ListenAddresses = []string{"127.0.0.1:0"}
@@ -42,7 +42,7 @@ func startServer(t *testing.T, cfg ServerConfig, g prometheus.Gatherer, reg prom
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	s, err := NewServer(cfg, g, reg, slog.New(slog.NewTextHandler(logs, nil)))
+	s, err := NewServer(cfg, g, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func testRegistry(pub *collector.Publisher) *prometheus.Registry {
 func TestServerEndpoints(t *testing.T) {
 	pub := new(collector.Publisher)
 	reg := testRegistry(pub)
-	_, base := startServer(t, ServerConfig{Ready: SnapshotReady(pub)}, reg, reg)
+	_, base := startServer(t, ServerConfig{Ready: SnapshotReady(pub)}, reg)
 
 	if r := get(t, base+"/-/healthy"); r.code != http.StatusOK {
 		t.Errorf("/-/healthy before the first cycle: %d, want 200", r.code)
@@ -140,7 +140,7 @@ func TestServerEndpoints(t *testing.T) {
 
 func TestServerOpenMetrics(t *testing.T) {
 	reg := testRegistry(publish(testSnapshot()))
-	_, base := startServer(t, ServerConfig{}, reg, nil)
+	_, base := startServer(t, ServerConfig{}, reg)
 	r := get(t, base+"/metrics", "Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
 	if r.code != http.StatusOK {
 		t.Fatalf("%d\n%s", r.code, r.body)
@@ -164,7 +164,7 @@ func TestServerOpenMetrics(t *testing.T) {
 
 func TestServerTelemetryPathAndPprof(t *testing.T) {
 	reg := testRegistry(publish(testSnapshot()))
-	_, base := startServer(t, ServerConfig{TelemetryPath: "/x/metrics", EnablePprof: true}, reg, nil)
+	_, base := startServer(t, ServerConfig{TelemetryPath: "/x/metrics", EnablePprof: true}, reg)
 	if r := get(t, base+"/x/metrics"); r.code != http.StatusOK || !strings.Contains(r.body, "odigos_ebpf_objects") {
 		t.Errorf("/x/metrics: %d", r.code)
 	}
@@ -184,7 +184,7 @@ func TestServerTelemetryPathAndPprof(t *testing.T) {
 
 func TestServerMetricsAtRoot(t *testing.T) {
 	reg := testRegistry(publish(testSnapshot()))
-	_, base := startServer(t, ServerConfig{TelemetryPath: "/"}, reg, nil)
+	_, base := startServer(t, ServerConfig{TelemetryPath: "/"}, reg)
 	if r := get(t, base+"/"); r.code != http.StatusOK || !strings.Contains(r.body, "odigos_ebpf_objects") {
 		t.Errorf("/ as telemetry path: %d\n%s", r.code, r.body)
 	}
@@ -238,7 +238,7 @@ func getAsync(t *testing.T, url string) <-chan response {
 func TestServerMaxRequestsInFlight(t *testing.T) {
 	bg := newBlockingGatherer()
 	defer bg.Release()
-	_, base := startServer(t, ServerConfig{MaxRequestsInFlight: 1}, bg, nil)
+	_, base := startServer(t, ServerConfig{MaxRequestsInFlight: 1}, bg)
 
 	first := getAsync(t, base+"/metrics")
 	<-bg.entered // the first scrape holds the only slot
@@ -253,7 +253,7 @@ func TestServerMaxRequestsInFlight(t *testing.T) {
 
 func TestServerScrapeTimeout(t *testing.T) {
 	bg := newBlockingGatherer()
-	_, base := startServer(t, ServerConfig{ScrapeTimeout: 50 * time.Millisecond}, bg, nil)
+	_, base := startServer(t, ServerConfig{ScrapeTimeout: 50 * time.Millisecond}, bg)
 	r := get(t, base+"/metrics")
 	bg.Release() // let the abandoned Gather finish
 	if r.code != http.StatusServiceUnavailable || !strings.Contains(r.body, "Exceeded configured timeout") {
@@ -263,7 +263,7 @@ func TestServerScrapeTimeout(t *testing.T) {
 
 func TestServerShutdown(t *testing.T) {
 	reg := testRegistry(publish(testSnapshot()))
-	s, err := NewServer(ServerConfig{ListenAddresses: []string{"127.0.0.1:0"}}, reg, nil, nil)
+	s, err := NewServer(ServerConfig{ListenAddresses: []string{"127.0.0.1:0"}}, reg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +303,7 @@ func TestServerShutdown(t *testing.T) {
 func TestServerShutdownDrains(t *testing.T) {
 	bg := newBlockingGatherer()
 	defer bg.Release()
-	s, err := NewServer(ServerConfig{ListenAddresses: []string{"127.0.0.1:0"}}, bg, nil, nil)
+	s, err := NewServer(ServerConfig{ListenAddresses: []string{"127.0.0.1:0"}}, bg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +333,7 @@ func TestServerShutdownDrains(t *testing.T) {
 
 // Shutdown before Serve releases the ports; Serve then returns at once.
 func TestServerShutdownBeforeServe(t *testing.T) {
-	s, err := NewServer(ServerConfig{ListenAddresses: []string{"127.0.0.1:0", "127.0.0.1:0"}}, prometheus.NewRegistry(), nil, nil)
+	s, err := NewServer(ServerConfig{ListenAddresses: []string{"127.0.0.1:0", "127.0.0.1:0"}}, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func TestServerWebConfig(t *testing.T) {
 	s, _ := startServer(t, ServerConfig{
 		ListenAddresses: []string{"127.0.0.1:0", "127.0.0.1:0"},
 		WebConfigFile:   file,
-	}, reg, nil)
+	}, reg)
 
 	for _, a := range s.Addrs() {
 		url := "http://" + a.String() + "/metrics"
@@ -426,7 +426,7 @@ func TestNewServerErrors(t *testing.T) {
 		{"web config missing", ServerConfig{ListenAddresses: local, WebConfigFile: badConfig + ".none"}, "web configuration file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := NewServer(tc.cfg, prometheus.NewRegistry(), nil, nil)
+			s, err := NewServer(tc.cfg, prometheus.NewRegistry(), nil)
 			if err == nil {
 				_ = s.Shutdown(context.Background())
 				t.Fatal("NewServer accepted the configuration")
@@ -437,7 +437,7 @@ func TestNewServerErrors(t *testing.T) {
 		})
 	}
 	for _, p := range []string{"/", "/metrics", "/metrics/", "/a/b_c-d.e~f", "/debugging"} {
-		if err := checkTelemetryPath(p); err != nil {
+		if err := CheckTelemetryPath(p); err != nil {
 			t.Errorf("telemetry path %q rejected: %v", p, err)
 		}
 	}
