@@ -28,6 +28,7 @@ import (
 var agentBin string
 
 func TestMain(m *testing.M) {
+	execWrapped() // returns only when this process is not an agent's wrapper
 	dir, err := os.MkdirTemp("", "ebpf-metrics-test")
 	if err != nil {
 		panic(err)
@@ -39,6 +40,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	if code == 0 {
+		code = checkGoroutines()
+	}
 	os.Exit(code)
 }
 
@@ -103,8 +107,19 @@ func startAgent(t *testing.T, args ...string) *agent {
 // instance with a --web.config.file among args).
 func startAgentWeb(t *testing.T, web webClient, args ...string) *agent {
 	t.Helper()
+	return startAgentVia(t, web, nil, nil, args...)
+}
+
+// startAgentVia is startAgentWeb for an agent started through a wrapper:
+// wrap is the wrapper's command line, which ends with the agent's path and
+// arguments (for instance prlimit, or wrapDenyBPF's seccomp wrapper); env is
+// added to the environment.
+func startAgentVia(t *testing.T, web webClient, wrap, env []string, args ...string) *agent {
+	t.Helper()
 	a := &agent{addr: freeAddr(t), stderr: &bytes.Buffer{}, done: make(chan error, 1), web: web}
-	a.cmd = exec.Command(agentBin, append([]string{"--web.listen-address=" + a.addr}, args...)...)
+	argv := append(append(append([]string{}, wrap...), agentBin, "--web.listen-address="+a.addr), args...)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
+	a.cmd.Env = append(os.Environ(), env...)
 	a.cmd.Stderr = a.stderr
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -386,10 +401,19 @@ func TestSignalsStopWithinOneSecond(t *testing.T) {
 	if err := os.WriteFile(slow, []byte("max_syscalls_per_second: 200\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+	// An iterator cycle is a few dozen system calls: at 2 per second, the
+	// first one lasts seconds too.
+	slower := filepath.Join(t.TempDir(), "slower.yaml")
+	if err := os.WriteFile(slower, []byte("max_syscalls_per_second: 2\nsyscall_burst: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, run := range []struct {
+		mode, config string
+		sig          syscall.Signal
+	}{{"syscall", slow, syscall.SIGTERM}, {"syscall", slow, syscall.SIGINT}, {"iterator", slower, syscall.SIGTERM}, {"iterator", slower, syscall.SIGINT}} {
+		sig := run.sig
 		a := &agent{addr: freeAddr(t), stderr: &bytes.Buffer{}}
-		// Syscall mode: an iterator would finish the cycle at once.
-		a.cmd = exec.Command(agentBin, "--web.listen-address="+a.addr, "--collection.mode=syscall", "--config.file="+slow)
+		a.cmd = exec.Command(agentBin, "--web.listen-address="+a.addr, "--collection.mode="+run.mode, "--config.file="+run.config)
 		a.cmd.Stderr = a.stderr
 		if err := a.cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -416,14 +440,15 @@ func TestSignalsStopWithinOneSecond(t *testing.T) {
 		err := a.cmd.Wait()
 		took := time.Since(start)
 		if err != nil {
-			t.Fatalf("%v: exit %v\n%s", sig, err, a.stderr)
+			t.Fatalf("%s, %v: exit %v\n%s", run.mode, sig, err, a.stderr)
 		}
 		if took > time.Second {
-			t.Fatalf("%v: exit took %v", sig, took)
+			t.Fatalf("%s, %v: exit took %v", run.mode, sig, took)
 		}
 		if strings.Contains(a.stderr.String(), "did not stop in time") || !strings.Contains(a.stderr.String(), "shutting down") {
-			t.Fatalf("%v: %s", sig, a.stderr)
+			t.Fatalf("%s, %v: %s", run.mode, sig, a.stderr)
 		}
+		t.Logf("%s, %v in the first cycle: exit 0 in %v", run.mode, sig, took.Round(time.Millisecond))
 	}
 }
 
@@ -524,21 +549,37 @@ func runWithCaps(t *testing.T, caps string, args ...string) (int, string) {
 	return exitCode(err), stderr.String()
 }
 
+// TestWithoutCapabilityExitsOne runs the agent with each set of capabilities
+// that matters: with too few for its mode it exits 1 naming the missing
+// one; with enough it runs, and warns, naming them, when it holds
+// capabilities beyond what its mode and configuration need.
 func TestWithoutCapabilityExitsOne(t *testing.T) {
 	testutil.RequireBPF(t) // to be able to drop the capabilities
 	for _, tc := range []struct {
 		caps, mode, want string
+		unneeded         string // the warning's list when it runs, "" for no warning
 	}{
-		{",+bpf,+perfmon", "syscall", "CAP_SYS_ADMIN"},
-		{",+sys_admin", "iterator", ""}, // CAP_SYS_ADMIN covers both
-		{"", "auto", "CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON)"},
-		{",+bpf", "iterator", "CAP_BPF and CAP_PERFMON"},
-		{",+perfmon", "iterator", "CAP_BPF and CAP_PERFMON"},
+		{",+bpf,+perfmon", "syscall", "CAP_SYS_ADMIN", ""},
+		{",+sys_admin", "iterator", "", "CAP_SYS_ADMIN"}, // it covers both, and is more than they allow
+		{"", "auto", "CAP_SYS_ADMIN (or CAP_BPF and CAP_PERFMON)", ""},
+		{",+bpf", "iterator", "CAP_BPF and CAP_PERFMON", ""},
+		{",+perfmon", "iterator", "CAP_BPF and CAP_PERFMON", ""},
+		{",+bpf,+perfmon", "iterator", "", ""},
+		{",+bpf,+perfmon", "auto", "", ""},
+		{",+sys_admin", "syscall", "", ""},
+		{",+sys_admin,+bpf,+perfmon", "syscall", "", "CAP_PERFMON,CAP_BPF"},
+		{",+sys_admin,+bpf,+perfmon,+net_admin", "auto", "", "CAP_NET_ADMIN,CAP_SYS_ADMIN"},
 	} {
 		code, stderr := runWithCaps(t, tc.caps, "--once", "--collection.mode="+tc.mode, "--config.file="+fastConfig(t, ""))
 		if tc.want == "" {
-			if code != 0 {
+			warned := strings.Contains(stderr, "capabilities that its collection does not need")
+			switch {
+			case code != 0:
 				t.Errorf("caps %q, mode %s: exit %d, want 0\n%s", tc.caps, tc.mode, code, stderr)
+			case tc.unneeded == "" && warned:
+				t.Errorf("caps %q, mode %s: warned of unneeded capabilities:\n%s", tc.caps, tc.mode, stderr)
+			case tc.unneeded != "" && !strings.Contains(stderr, "unneeded="+tc.unneeded+" "):
+				t.Errorf("caps %q, mode %s: no warning naming %s:\n%s", tc.caps, tc.mode, tc.unneeded, stderr)
 			}
 			continue
 		}
@@ -546,12 +587,39 @@ func TestWithoutCapabilityExitsOne(t *testing.T) {
 			t.Errorf("caps %q, mode %s: exit %d, want 1 naming %s\n%s", tc.caps, tc.mode, code, tc.want, stderr)
 		}
 	}
+
+	// As root with every capability, in iterator mode: one warning, which
+	// names CAP_SYS_ADMIN among what it does not need.
+	var stderr bytes.Buffer
+	cmd := exec.Command(agentBin, "--once", "--collection.mode=iterator", "--config.file="+fastConfig(t, ""))
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("as root: %v\n%s", err, stderr.String())
+	}
+	out := stderr.String()
+	if strings.Count(out, "capabilities that its collection does not need") != 1 || !strings.Contains(out, "needs=CAP_BPF,CAP_PERFMON ") ||
+		!strings.Contains(out, ",CAP_SYS_ADMIN,") || !strings.Contains(out, "uid=0") {
+		t.Errorf("as root in iterator mode: want one warning naming CAP_SYS_ADMIN:\n%s", out)
+	}
 }
 
 // TestLeastPrivilegeIterator runs the agent as an unprivileged user holding
 // only CAP_BPF and CAP_PERFMON: BPF iterators see every object without
 // CAP_SYS_ADMIN, so counts and memory must still be exact.
 func TestLeastPrivilegeIterator(t *testing.T) {
+	leastPrivilege(t, "iterator", "bpf,+perfmon")
+}
+
+// TestLeastPrivilegeSyscall runs the agent as an unprivileged user holding
+// only CAP_SYS_ADMIN, what the README names for syscall mode: exact too.
+func TestLeastPrivilegeSyscall(t *testing.T) {
+	leastPrivilege(t, "syscall", "sys_admin")
+}
+
+// leastPrivilege runs the agent once in mode as user nobody with only caps
+// (setpriv's list without the first "+") and compares it with bpftool. It
+// must not warn about capabilities it does not need.
+func leastPrivilege(t *testing.T, mode, caps string) {
 	testutil.RequireBPF(t)
 	pop, err := loadgen.Create(loadgen.Spec{Maps: 60, Programs: 10, Links: 4, Fill: 0.5})
 	if err != nil {
@@ -590,11 +658,14 @@ func TestLeastPrivilegeIterator(t *testing.T) {
 		before := bpftoolSettled(t)
 		var stdout, stderr bytes.Buffer
 		cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-			"--inh-caps=-all,+bpf,+perfmon", "--ambient-caps=-all,+bpf,+perfmon", "--bounding-set=-all,+bpf,+perfmon",
-			"--", bin, "--once", "--collection.mode=iterator", "--config.file="+cfg)
+			"--inh-caps=-all,+"+caps, "--ambient-caps=-all,+"+caps, "--bounding-set=-all,+"+caps,
+			"--", bin, "--once", "--collection.mode="+mode, "--config.file="+cfg)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
-			t.Fatalf("agent with CAP_BPF and CAP_PERFMON only: %v\n%s", err, stderr.String())
+			t.Fatalf("agent in %s mode with +%s only: %v\n%s", mode, caps, err, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "capabilities that its collection does not need") {
+			t.Errorf("least privilege, yet warned:\n%s", stderr.String())
 		}
 		// The agent's own iterators are released after it exits, partly
 		// asynchronously; wait for them to go.
@@ -618,14 +689,17 @@ func TestLeastPrivilegeIterator(t *testing.T) {
 					t.Errorf("%ss with unknown memory: %v", k.label, n)
 				}
 			}
+			if n := value(t, fams, "odigos_ebpf_unreadable_objects", "type", k.label); n != 0 {
+				t.Errorf("%ss unreadable: %v", k.label, n)
+			}
 		}
 		got.memory += uint64(value(t, fams, "odigos_ebpf_total_memory_bytes"))
 		if got != after {
 			t.Fatalf("least privilege: agent %+v, bpftool %+v", got, after)
 		}
 		for _, k := range kinds {
-			if value(t, fams, "odigos_ebpf_collection_mode", "type", k.label, "mode", "iterator") != 1 {
-				t.Errorf("%s not read by an iterator", k.label)
+			if value(t, fams, "odigos_ebpf_collection_mode", "type", k.label, "mode", mode) != 1 {
+				t.Errorf("%s not read in %s mode", k.label, mode)
 			}
 		}
 		return

@@ -51,6 +51,9 @@ type Options struct {
 	// OnPublish, if set, is called after each publication, on the cycle's
 	// goroutine: it must not block (exposition.Cache.Notify does not).
 	OnPublish func()
+	// LoadIterators loads the BPF iterators in every mode but syscall; tests
+	// make it fail. Default: kernel.LoadIterators.
+	LoadIterators func(kernel.Gate) (*kernel.Iterators, [kernel.NumKinds]error, error)
 }
 
 // PrivilegeError names the capability a configuration needs and lacks.
@@ -103,6 +106,10 @@ type Collector struct {
 	statsFD   int
 	suspended bool
 	closeOnce sync.Once
+
+	has         func(kernel.Capability) bool // the capabilities held
+	capsChecked bool                         // checkCapabilities ran
+	unneeded    []string                     // capabilities held beyond need
 }
 
 // New allocates everything the collector will ever use: tables at the
@@ -123,6 +130,9 @@ func New(opts Options) (*Collector, error) {
 	}
 	if opts.MemoryUsage == nil {
 		opts.MemoryUsage = NewMemoryMeter().Usage
+	}
+	if opts.LoadIterators == nil {
+		opts.LoadIterators = kernel.LoadIterators
 	}
 	c := &Collector{
 		onPublish: opts.OnPublish,
@@ -175,6 +185,7 @@ func (c *Collector) chooseSources(opts Options) error {
 		}
 		has = eff
 	}
+	c.has = has
 	c.canOpen = has(unix.CAP_SYS_ADMIN)
 	canIter := c.canOpen || (has(unix.CAP_BPF) && has(unix.CAP_PERFMON))
 	mode := c.cfg.CollectionMode
@@ -194,7 +205,7 @@ func (c *Collector) chooseSources(opts Options) error {
 	}
 
 	if mode != config.ModeSyscall {
-		it, errs, err := kernel.LoadIterators(c.gate)
+		it, errs, err := opts.LoadIterators(c.gate)
 		switch {
 		case err != nil && mode == config.ModeIterator:
 			return fmt.Errorf("collection mode iterator: %w", err)
@@ -241,7 +252,7 @@ func (c *Collector) chooseSources(opts Options) error {
 	if needsOpen {
 		// The capability is there; a refusal now comes from a user
 		// namespace, seccomp or an LSM, and would fail every cycle.
-		if _, err := kernel.NextID(kernel.KindMap, 0); err != nil && err != kernel.ErrEndOfList {
+		if _, err := opts.Syscalls.NextID(kernel.KindMap, 0); err != nil && err != kernel.ErrEndOfList {
 			return &PrivilegeError{"CAP_SYS_ADMIN (held, but refused)", fmt.Sprintf("the kernel refused "+
 				"BPF_MAP_GET_NEXT_ID (%v): a user namespace, seccomp or an LSM denies bpf(2)", err)}
 		}
@@ -463,6 +474,12 @@ func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 			return fmt.Errorf("reading the %s iterator: %w", k, err)
 		}
 		id := scan.ID
+		if id == 0 {
+			// A link between bpf_link_prime and bpf_link_settle is in the
+			// kernel's table without its ID yet: it is not there for
+			// anyone else either; the next cycle sees it whole.
+			continue
+		}
 		c.maxs[k] = max(c.maxs[k], id)
 		if id > c.prevMax[k] {
 			c.above[k]++
@@ -691,6 +708,13 @@ func (c *Collector) publish(start time.Time, err error) {
 				// cycle's greatest ID are exactly the new ones; the
 				// removed ones follow from the counts.
 				created := c.above[k]
+				if c.prevCount[k]+created < a.Objects {
+					// More objects than before plus the new ones: one
+					// first listed below the previous greatest ID, a link
+					// that was still being attached last cycle. It is new
+					// too; the removed count must not wrap around.
+					created = a.Objects - c.prevCount[k]
+				}
 				c.created[k] += created
 				c.removed[k] += c.prevCount[k] + created - a.Objects
 			}
@@ -713,6 +737,7 @@ func (c *Collector) publish(start time.Time, err error) {
 			s.DurationCounts[b]++
 		}
 		s.Active = true
+		c.checkCapabilities()
 		if c.suspended {
 			c.logger.Info("memory usage back under the budget: collection resumed",
 				"usage_bytes", s.MemoryUsageBytes, "budget_bytes", c.cfg.MaxMemoryBytes)

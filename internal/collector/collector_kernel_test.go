@@ -318,6 +318,7 @@ func findRecord(recs []kernel.Record, id uint32) int {
 
 func TestKernelNoPreallocMemoryFollowsContents(t *testing.T) {
 	testutil.RequireBPF(t)
+	testutil.RequireFeature(t, testutil.FeatureMapMemUsage)
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			m, err := ebpf.NewMap(&ebpf.MapSpec{Name: "t_grow", Type: ebpf.Hash, KeySize: 4, ValueSize: 64, MaxEntries: 1024, Flags: unix.BPF_F_NO_PREALLOC})
@@ -414,7 +415,10 @@ func TestKernelSteadyCycleAllocatesNothing(t *testing.T) {
 		if len(ours) > 0 {
 			t.Fatalf("%s, %d workers: steady cycles allocated in this repository's code:\n%s", mode, workers, strings.Join(ours, "\n\n"))
 		}
-		if n > cycles/3 {
+		// Under emulation (the kernel matrix's QEMU guests) the runtime's
+		// own share grows with the timing (18 to 26 in 30 cycles with 3
+		// workers): only this repository's share, none, holds there.
+		if n > cycles/3 && !testutil.Emulated() {
 			t.Fatalf("%s, %d workers: %d allocations in %d cycles", mode, workers, n, cycles)
 		}
 		c.Close()

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 )
 
@@ -132,11 +134,22 @@ func (g *gate) Release(op kernel.Op, k kernel.Kind, id uint32, err error) {
 	g.inFlight.Add(-1)
 	<-g.sem
 	g.calls[op].Add(uint64(op.Calls()))
-	if err == nil {
+	if err == nil || unsettled(op, k, err) {
 		return
 	}
 	g.failures[op].Add(1)
 	if g.logged.Add(1) <= maxLoggedPerCycle {
 		g.logger.Warn("kernel operation failed", "op", op.String(), "type", k.String(), "id", id, "err", err)
 	}
+}
+
+// unsettled reports a link the kernel is still creating: GET_NEXT_ID lists
+// it as soon as its ID is allocated (bpf_link_prime), but GET_FD_BY_ID
+// answers EAGAIN until the attachment is done (bpf_link_settle): "pretend it
+// doesn't exist yet". For a link type whose attachment takes milliseconds
+// (raw tracepoints, trampolines) a listing can meet one. It is not a
+// failure; the link is counted, unreadable for this cycle, and read in full
+// at the next.
+func unsettled(op kernel.Op, k kernel.Kind, err error) bool {
+	return op == kernel.OpGetFD && k == kernel.KindLink && err == unix.EAGAIN
 }

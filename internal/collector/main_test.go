@@ -1,0 +1,13 @@
+package collector
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests if a goroutine outlives them: a worker
+// of a pool that was not stopped, a timer's waiter, a churn generator.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
