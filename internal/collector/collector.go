@@ -465,7 +465,7 @@ func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 	defer c.iters.End()
 	c.resync[k] = false
 	scan := &c.scan
-	for n := 1; ; n++ {
+	for left := len(c.batch); ; {
 		full, err := c.iters.Next(scan)
 		if err == kernel.ErrEndOfList {
 			break
@@ -488,12 +488,14 @@ func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 		var rec *kernel.Record
 		switch {
 		case prev != nil && !t.Full():
-			_, rec = t.Add(id)
-			*rec = *prev
-			overlay(rec, scan, full)
+			if full {
+				rec = t.AddCopy(id, scan)
+			} else {
+				rec = t.AddCopy(id, prev)
+				overlay(rec, scan)
+			}
 		case full && !t.Full():
-			_, rec = t.Add(id)
-			*rec = *scan
+			rec = t.AddCopy(id, scan)
 		case full:
 			rec = scan // beyond the table: counted, not kept
 		default:
@@ -505,19 +507,24 @@ func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 			agg.Unreadable++
 			continue
 		}
-		if k == kernel.KindMap && scan.Fields&kernel.HasMemory == 0 {
-			c.memoryByFDInfo(k, rec, full || prev == nil)
+		// The iterator gave no memory: the map type's memory cannot be
+		// computed in BPF on this kernel, or it has not changed.
+		if k == kernel.KindMap && scan.Fields&kernel.HasMemory == 0 && c.fallback != nil &&
+			(full || prev == nil || rec.Fields&kernel.HasMemory == 0 || kernel.MemoryVaries(k, rec)) {
+			c.memoryByFDInfo(k, rec)
 		}
 		c.account(k, rec)
-		if n%len(c.batch) == 0 {
+		if left--; left == 0 {
+			left = len(c.batch)
 			c.snap.Batches++
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			if c.overBudget(false) {
-				return ErrMemoryLimit
-			}
 		}
+	}
+	// A pass allocates nothing: the budget is checked once, after it.
+	if c.overBudget(false) {
+		return ErrMemoryLimit
 	}
 	c.snap.Batches++
 	c.endKind(k)
@@ -540,11 +547,7 @@ func (c *Collector) fullAbove(k kernel.Kind) uint32 {
 }
 
 // overlay copies onto a known record what a short record carries.
-func overlay(rec, scan *kernel.Record, full bool) {
-	if full {
-		*rec = *scan
-		return
-	}
+func overlay(rec, scan *kernel.Record) {
 	const changing = kernel.HasMemory | kernel.HasElements | kernel.HasStats
 	if scan.Fields&kernel.HasMemory != 0 {
 		rec.Memory = scan.Memory
@@ -555,17 +558,12 @@ func overlay(rec, scan *kernel.Record, full bool) {
 	rec.Fields = rec.Fields&^(kernel.HasElements|kernel.HasStats) | scan.Fields&changing
 }
 
-// memoryByFDInfo reads from fdinfo the memory of a map whose type the
-// iterator cannot compute it for: once for a new map, every cycle for a
-// type whose memory follows its contents. It needs CAP_SYS_ADMIN; without
-// it the memory stays unknown and is counted as such.
-func (c *Collector) memoryByFDInfo(k kernel.Kind, rec *kernel.Record, isNew bool) {
-	if rec.Fields&kernel.HasMemory != 0 && !isNew && !kernel.MemoryVaries(k, rec) {
-		return
-	}
-	if c.fallback == nil {
-		return
-	}
+// memoryByFDInfo reads from fdinfo the memory of a map whose memory the
+// iterator could not compute on this kernel: once for a new map, every
+// cycle for a type whose memory follows its contents. It needs
+// CAP_SYS_ADMIN (c.fallback); without it the memory stays unknown and is
+// counted as such.
+func (c *Collector) memoryByFDInfo(k kernel.Kind, rec *kernel.Record) {
 	err := c.fallback.Read(k, rec.ID, kernel.NeedMemory, rec)
 	if err != nil && !kernel.Gone(err) {
 		rec.Fields &^= kernel.HasMemory

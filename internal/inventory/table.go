@@ -71,6 +71,15 @@ func (t *Table) Add(id uint32) (int, *kernel.Record) {
 	return i, &t.curRecs[i]
 }
 
+// AddCopy appends a slot for id, which must be greater than the last ID
+// added, holding a copy of *rec, and returns it. It panics when full.
+func (t *Table) AddCopy(id uint32, rec *kernel.Record) *kernel.Record {
+	i := len(t.curIDs)
+	t.curIDs = append(t.curIDs, id)
+	t.curRecs = append(t.curRecs, *rec)
+	return &t.curRecs[i]
+}
+
 // Slot returns the record at index i of the table being built.
 func (t *Table) Slot(i int) *kernel.Record { return &t.curRecs[i] }
 

@@ -117,7 +117,7 @@ int dump_maps(struct bpf_iter__bpf_map *ctx)
 	if (r.h.id <= full_above[KIND_MAP]) {
 		/* Known: send only what can have changed, often nothing. */
 		if (map_memory_varies(map)) {
-			r.memory = map_memory(map);
+			r.memory = map_memory(map, r.elements);
 		} else if (r.elements == ELEMENTS_UNKNOWN) {
 			r.h.size = MAP_RECORD_ID;
 			bpf_seq_write(seq, &r, MAP_RECORD_ID);
@@ -129,7 +129,7 @@ int dump_maps(struct bpf_iter__bpf_map *ctx)
 		bpf_seq_write(seq, &r, MAP_RECORD_SHORT);
 		return 0;
 	}
-	r.memory = map_memory(map);
+	r.memory = map_memory(map, r.elements);
 	r.h.size = sizeof(r);
 	r.type = map->map_type;
 	r.flags = map->map_flags;

@@ -87,8 +87,9 @@ static __always_inline __s64 map_elements(struct bpf_map *map)
 	return ELEMENTS_UNKNOWN;
 }
 
-/* kernel/bpf/hashtab.c: htab_map_mem_usage */
-static __always_inline __u64 htab_mem(struct bpf_map *map)
+/* kernel/bpf/hashtab.c: htab_map_mem_usage. elements is map_elements()'s
+ * count, so that the kfunc is called once per map. */
+static __always_inline __u64 htab_mem(struct bpf_map *map, __s64 elements)
 {
 	struct bpf_htab *htab = (struct bpf_htab *)map;
 	__u32 t = map->map_type;
@@ -117,8 +118,8 @@ static __always_inline __u64 htab_mem(struct bpf_map *map)
 			usage += PTR_SZ * (__u64)nr_cpus;
 		return usage;
 	}
-	if (bpf_ksym_exists(bpf_map_sum_elem_count))
-		n = bpf_map_sum_elem_count(map);
+	if (elements >= 0)
+		n = elements;
 	else if (!BPF_CORE_READ(htab, use_percpu_counter))
 		n = BPF_CORE_READ(htab, count.counter);
 	else
@@ -367,7 +368,8 @@ static __always_inline __u64 footprint_mem(struct bpf_map *map)
 	return page_align((__u64)map->max_entries * round_up8(map->key_size + value));
 }
 
-static __always_inline __u64 map_memory(struct bpf_map *map)
+/* The map's memory as the kernel reports it; elements is map_elements(map). */
+static __always_inline __u64 map_memory(struct bpf_map *map, __s64 elements)
 {
 	/* Before map_mem_usage (Linux 6.4), fdinfo's memlock was the same
 	 * estimate for every type. */
@@ -379,7 +381,7 @@ static __always_inline __u64 map_memory(struct bpf_map *map)
 	case BPF_MAP_TYPE_LRU_HASH:
 	case BPF_MAP_TYPE_LRU_PERCPU_HASH:
 	case BPF_MAP_TYPE_HASH_OF_MAPS:
-		return htab_mem(map);
+		return htab_mem(map, elements);
 	case BPF_MAP_TYPE_ARRAY:
 	case BPF_MAP_TYPE_PERCPU_ARRAY:
 	case BPF_MAP_TYPE_PROG_ARRAY:
