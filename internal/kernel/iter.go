@@ -73,6 +73,9 @@ var iterProgNames = [NumKinds]string{iterProgDumpMaps, iterProgDumpProgs, iterPr
 // no kind has one. Every system call of a pass goes through gate.
 func LoadIterators(gate Gate) (*Iterators, [NumKinds]error, error) {
 	var errs [NumKinds]error
+	if err := fdHeadroom(iterFDs); err != nil {
+		return nil, errs, err
+	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, errs, fmt.Errorf("counting possible CPUs: %w", err)
@@ -93,6 +96,36 @@ func LoadIterators(gate Gate) (*Iterators, [NumKinds]error, error) {
 	}
 	it.elements = kernelHasFunc("bpf_map_sum_elem_count")
 	return it, errs, nil
+}
+
+// iterFDs is how many file descriptors loading the three iterators and
+// reading one of them takes (measured on Linux 6.18: 14, the programs'
+// maps, programs, links and cilium/ebpf's feature probes), with slack.
+const iterFDs = 16
+
+// fdHeadroom fails with EMFILE when fewer than need descriptors are free
+// under RLIMIT_NOFILE. Checked before loading because an exhausted table
+// is not reported as such: cilium/ebpf's feature probes take EMFILE for
+// "not supported", and the message would send the operator to the kernel.
+func fdHeadroom(need int) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return nil
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		return fmt.Errorf("loading the iterators needs %d free file descriptors, RLIMIT_NOFILE %d has none left: %w",
+			need, lim.Cur, err)
+	}
+	if err != nil {
+		return nil
+	}
+	// ReadDir's own descriptor is listed and closed again.
+	if free := int(lim.Cur) - (len(fds) - 1); free < need {
+		return fmt.Errorf("loading the iterators needs %d free file descriptors, RLIMIT_NOFILE %d leaves %d: %w",
+			need, lim.Cur, free, unix.EMFILE)
+	}
+	return nil
 }
 
 // kernelHasFunc reports whether the kernel's BTF has the function (a kfunc
