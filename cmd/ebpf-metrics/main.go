@@ -238,7 +238,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		MaxRequestsInFlight: f.maxRequests,
 		ScrapeTimeout:       f.scrapeTimeout,
 		EnablePprof:         f.pprof,
-		Ready:               exposition.SnapshotReady(c.Publisher()),
+		Ready:               cache.Ready(exposition.SnapshotReady(c.Publisher())),
 	}, cache, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)

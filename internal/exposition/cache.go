@@ -37,6 +37,7 @@ type Cache struct {
 	g      prometheus.Gatherer
 	notify chan struct{}
 	gen    atomic.Pointer[generation]
+	cond   atomic.Pointer[func() bool] // see Ready
 
 	refreshing sync.Mutex // one refresh at a time
 }
@@ -45,6 +46,8 @@ type Cache struct {
 type generation struct {
 	mfs []*dto.MetricFamily
 	err error
+	// ready: Ready's condition held before this generation was gathered.
+	ready bool
 	// legacyNames: every metric and label name is valid without escaping,
 	// so that every escaping scheme encodes the same bytes.
 	legacyNames bool
@@ -154,8 +157,12 @@ func withoutHandlerFamilies(mfs []*dto.MetricFamily) []*dto.MetricFamily {
 func (c *Cache) Refresh() error {
 	c.refreshing.Lock()
 	defer c.refreshing.Unlock()
+	// Checked before gathering: what held then is in what is gathered.
+	cond := c.cond.Load()
+	ready := cond != nil && (*cond)()
 	mfs, err := c.g.Gather()
 	gen := newGeneration(mfs, err)
+	gen.ready = ready
 	for _, f := range eagerFormats {
 		b := gen.body(f)
 		if f.FormatType() == expfmt.TypeOpenMetrics {
@@ -164,6 +171,16 @@ func (c *Cache) Refresh() error {
 	}
 	c.gen.Store(gen)
 	return err
+}
+
+// Ready returns a ServerConfig.Ready that holds once a refresh has
+// gathered after cond held (cond must stay true once it is). The
+// condition alone would answer 200 in the moment between a first cycle's
+// end and the refresh that follows it, while a scrape still gets the
+// empty body gathered before.
+func (c *Cache) Ready(cond func() bool) func() bool {
+	c.cond.Store(&cond)
+	return func() bool { return c.gen.Load().ready }
 }
 
 // Notify asks Run for a refresh. It never blocks and allocates nothing:

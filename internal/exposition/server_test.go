@@ -442,3 +442,30 @@ func TestNewServerErrors(t *testing.T) {
 		}
 	}
 }
+
+// /-/ready, served from the cache, turns 200 only once the cache has
+// gathered the completed cycle: a scrape after a 200 shows the objects.
+func TestCacheReady(t *testing.T) {
+	pub := new(collector.Publisher)
+	cache := NewCache(testRegistry(pub))
+	_, base := startServer(t, ServerConfig{Ready: cache.Ready(SnapshotReady(pub))}, cache)
+
+	cache.Refresh()
+	if r := get(t, base+"/-/ready"); r.code != http.StatusServiceUnavailable {
+		t.Errorf("/-/ready before the first cycle: %d, want 503", r.code)
+	}
+	pub.Publish(testSnapshot())
+	if r := get(t, base+"/-/ready"); r.code != http.StatusServiceUnavailable {
+		t.Errorf("/-/ready after a cycle, before the cache refreshed: %d, want 503", r.code)
+	}
+	if r := get(t, base+"/metrics"); strings.Contains(r.body, "odigos_ebpf_objects{") {
+		t.Errorf("the cache served the cycle before refreshing:\n%s", r.body)
+	}
+	cache.Refresh()
+	if r := get(t, base+"/-/ready"); r.code != http.StatusOK {
+		t.Errorf("/-/ready after the refresh: %d, want 200", r.code)
+	}
+	if r := get(t, base+"/metrics"); !strings.Contains(r.body, "\nodigos_ebpf_objects{type=\"map\"} 3\n") {
+		t.Errorf("/metrics after /-/ready answered 200 lacks the cycle's objects:\n%s", r.body)
+	}
+}
