@@ -37,6 +37,7 @@ struct {
 } cpu_probe SEC(".maps");
 
 extern __s64 bpf_map_sum_elem_count(const struct bpf_map *map) __ksym __weak;
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 
 /* Whether a __weak kfunc exists in the running kernel (libbpf 1.2 has it;
  * Debian 12's 1.1 does not). */

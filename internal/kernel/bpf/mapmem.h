@@ -16,6 +16,19 @@
 #define LLIST_NODE_SZ 8 /* sizeof(struct llist_node) */
 #define PTR_SZ 8
 
+/* KREAD reads field of the map's enclosing structure type (whose first
+ * member is the struct bpf_map). With bpf_rdonly_cast (Linux 6.2 and
+ * later) it is one load: the verifier turns the kfunc call into a register
+ * move and the access into a fault-safe load. Without it, a
+ * bpf_probe_read_kernel helper call (BPF_CORE_READ), ~60 ns each: these
+ * reads are most of what a steady cycle's map iterator costs over the bare
+ * walk. The choice is made when the program is loaded: the other branch is
+ * dead code to the verifier. */
+#define KREAD(type, map, field)                                                                  \
+	(bpf_ksym_exists(bpf_rdonly_cast)                                                            \
+		 ? ((type *)bpf_rdonly_cast((map), bpf_core_type_id_kernel(type)))->field              \
+		 : BPF_CORE_READ((type *)(map), field))
+
 static __always_inline __u64 round_up8(__u64 v) { return (v + 7) & ~7ULL; }
 
 static __always_inline __u64 page_align(__u64 v) { return (v + page_size - 1) & ~(page_size - 1); }
@@ -30,14 +43,13 @@ static __always_inline bool is_hash(__u32 t)
  * from tail to head. */
 static __always_inline __s64 queue_stack_elements(struct bpf_map *map)
 {
-	struct bpf_queue_stack *qs = (struct bpf_queue_stack *)map;
 	__u32 head, tail, size;
 
 	if (!bpf_core_type_exists(struct bpf_queue_stack))
 		return ELEMENTS_UNKNOWN;
-	head = BPF_CORE_READ(qs, head);
-	tail = BPF_CORE_READ(qs, tail);
-	size = BPF_CORE_READ(qs, size);
+	head = KREAD(struct bpf_queue_stack, map, head);
+	tail = KREAD(struct bpf_queue_stack, map, tail);
+	size = KREAD(struct bpf_queue_stack, map, size);
 	if (size == 0 || head >= size || tail >= size)
 		return ELEMENTS_UNKNOWN;
 	return head >= tail ? head - tail : head + size - tail;
@@ -64,14 +76,14 @@ static __always_inline __s64 map_elements(struct bpf_map *map)
 		return ELEMENTS_UNKNOWN;
 	case BPF_MAP_TYPE_LPM_TRIE:
 		if (bpf_core_type_exists(struct lpm_trie))
-			return BPF_CORE_READ((struct lpm_trie *)map, n_entries);
+			return KREAD(struct lpm_trie, map, n_entries);
 		return ELEMENTS_UNKNOWN;
 	case BPF_MAP_TYPE_QUEUE:
 	case BPF_MAP_TYPE_STACK:
 		return queue_stack_elements(map);
 	case BPF_MAP_TYPE_SOCKHASH:
 		if (bpf_core_type_exists(struct bpf_shtab))
-			return BPF_CORE_READ((struct bpf_shtab *)map, count.counter);
+			return KREAD(struct bpf_shtab, map, count.counter);
 		return ELEMENTS_UNKNOWN;
 	case BPF_MAP_TYPE_DEVMAP:
 		/* devmap counts its items since map_mem_usage came (6.4);
@@ -81,7 +93,7 @@ static __always_inline __s64 map_elements(struct bpf_map *map)
 		/* fallthrough */
 	case BPF_MAP_TYPE_DEVMAP_HASH:
 		if (bpf_core_type_exists(struct bpf_dtab))
-			return BPF_CORE_READ((struct bpf_dtab *)map, items);
+			return KREAD(struct bpf_dtab, map, items);
 		return ELEMENTS_UNKNOWN;
 	}
 	return ELEMENTS_UNKNOWN;
@@ -91,17 +103,16 @@ static __always_inline __s64 map_elements(struct bpf_map *map)
  * count, so that the kfunc is called once per map. */
 static __always_inline __u64 htab_mem(struct bpf_map *map, __s64 elements)
 {
-	struct bpf_htab *htab = (struct bpf_htab *)map;
 	__u32 t = map->map_type;
 	bool percpu = t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_LRU_PERCPU_HASH;
 	bool lru = t == BPF_MAP_TYPE_LRU_HASH || t == BPF_MAP_TYPE_LRU_PERCPU_HASH;
 	bool prealloc = !(map->map_flags & BPF_F_NO_PREALLOC);
 	__u64 value_size = round_up8(map->value_size);
-	__u64 elem_size = BPF_CORE_READ(htab, elem_size);
+	__u64 elem_size = KREAD(struct bpf_htab, map, elem_size);
 	__u64 usage = bpf_core_type_size(struct bpf_htab);
 	__u64 n;
 
-	usage += bpf_core_type_size(struct bucket) * (__u64)BPF_CORE_READ(htab, n_buckets);
+	usage += bpf_core_type_size(struct bucket) * (__u64)KREAD(struct bpf_htab, map, n_buckets);
 	usage += sizeof(int) * (__u64)nr_cpus * HASHTAB_MAP_LOCK_COUNT;
 	if (prealloc) {
 		n = map->max_entries;
@@ -109,7 +120,7 @@ static __always_inline __u64 htab_mem(struct bpf_map *map, __s64 elements)
 		 * with the others; never for percpu and LRU maps, and for
 		 * hash of maps up to some version after 6.12 (6.12 has them,
 		 * 6.18 not). The pointer to them says which. */
-		if (BPF_CORE_READ(htab, extra_elems))
+		if (KREAD(struct bpf_htab, map, extra_elems))
 			n += nr_cpus;
 		usage += elem_size * n;
 		if (percpu)
@@ -120,8 +131,8 @@ static __always_inline __u64 htab_mem(struct bpf_map *map, __s64 elements)
 	}
 	if (elements >= 0)
 		n = elements;
-	else if (!BPF_CORE_READ(htab, use_percpu_counter))
-		n = BPF_CORE_READ(htab, count.counter);
+	else if (!KREAD(struct bpf_htab, map, use_percpu_counter))
+		n = KREAD(struct bpf_htab, map, count.counter);
 	else
 		return MEMORY_UNKNOWN; /* a percpu_counter: its per-CPU parts */
 	usage += (elem_size + LLIST_NODE_SZ) * n;
@@ -137,9 +148,8 @@ static __always_inline __u64 htab_mem(struct bpf_map *map, __s64 elements)
  * array_of_maps). */
 static __always_inline __u64 array_mem(struct bpf_map *map)
 {
-	struct bpf_array *array = (struct bpf_array *)map;
 	__u64 entries = map->max_entries;
-	__u64 elem_size = BPF_CORE_READ(array, elem_size);
+	__u64 elem_size = KREAD(struct bpf_array, map, elem_size);
 	__u64 usage = bpf_core_type_size(struct bpf_array);
 
 	if (map->map_type == BPF_MAP_TYPE_PERCPU_ARRAY)
@@ -152,13 +162,12 @@ static __always_inline __u64 array_mem(struct bpf_map *map)
 /* kernel/bpf/stackmap.c: stack_map_mem_usage */
 static __always_inline __u64 stack_trace_mem(struct bpf_map *map)
 {
-	struct bpf_stack_map *smap = (struct bpf_stack_map *)map;
 	__u64 usage;
 
 	if (!bpf_core_type_exists(struct bpf_stack_map))
 		return MEMORY_UNKNOWN;
 	usage = bpf_core_type_size(struct bpf_stack_map);
-	usage += (__u64)BPF_CORE_READ(smap, n_buckets) * PTR_SZ;
+	usage += (__u64)KREAD(struct bpf_stack_map, map, n_buckets) * PTR_SZ;
 	usage += (__u64)map->max_entries * (bpf_core_type_size(struct stack_map_bucket) + map->value_size);
 	return usage;
 }
@@ -166,13 +175,12 @@ static __always_inline __u64 stack_trace_mem(struct bpf_map *map)
 /* kernel/bpf/lpm_trie.c: trie_mem_usage (nodes only, not the trie). */
 static __always_inline __u64 trie_mem(struct bpf_map *map)
 {
-	struct lpm_trie *trie = (struct lpm_trie *)map;
 	__u64 node;
 
 	if (!bpf_core_type_exists(struct lpm_trie))
 		return MEMORY_UNKNOWN;
-	node = bpf_core_type_size(struct lpm_trie_node) + BPF_CORE_READ(trie, data_size) + map->value_size;
-	return node * BPF_CORE_READ(trie, n_entries);
+	node = bpf_core_type_size(struct lpm_trie_node) + KREAD(struct lpm_trie, map, data_size) + map->value_size;
+	return node * KREAD(struct lpm_trie, map, n_entries);
 }
 
 /* kernel/bpf/queue_stack_maps.c: queue_stack_map_mem_usage */
@@ -201,29 +209,27 @@ static __always_inline __u64 ringbuf_mem(struct bpf_map *map)
 /* kernel/bpf/bloom_filter.c: bloom_map_mem_usage */
 static __always_inline __u64 bloom_mem(struct bpf_map *map)
 {
-	struct bpf_bloom_filter *bloom = (struct bpf_bloom_filter *)map;
 	__u64 bits;
 
 	if (!bpf_core_type_exists(struct bpf_bloom_filter))
 		return MEMORY_UNKNOWN;
-	bits = (__u64)BPF_CORE_READ(bloom, bitset_mask) + 1;
+	bits = (__u64)KREAD(struct bpf_bloom_filter, map, bitset_mask) + 1;
 	return bpf_core_type_size(struct bpf_bloom_filter) + round_up8((bits + 7) / 8);
 }
 
 /* kernel/bpf/devmap.c: dev_map_mem_usage, for devmap and devmap_hash */
 static __always_inline __u64 devmap_mem(struct bpf_map *map)
 {
-	struct bpf_dtab *dtab = (struct bpf_dtab *)map;
 	__u64 usage;
 
 	if (!bpf_core_type_exists(struct bpf_dtab) || !bpf_core_type_exists(struct bpf_dtab_netdev))
 		return MEMORY_UNKNOWN;
 	usage = bpf_core_type_size(struct bpf_dtab);
 	if (map->map_type == BPF_MAP_TYPE_DEVMAP_HASH)
-		usage += (__u64)BPF_CORE_READ(dtab, n_buckets) * PTR_SZ; /* struct hlist_head */
+		usage += (__u64)KREAD(struct bpf_dtab, map, n_buckets) * PTR_SZ; /* struct hlist_head */
 	else
 		usage += (__u64)map->max_entries * PTR_SZ;
-	usage += (__u64)BPF_CORE_READ(dtab, items) * bpf_core_type_size(struct bpf_dtab_netdev);
+	usage += (__u64)KREAD(struct bpf_dtab, map, items) * bpf_core_type_size(struct bpf_dtab_netdev);
 	return usage;
 }
 
@@ -244,7 +250,7 @@ static __always_inline __u64 xskmap_mem(struct bpf_map *map)
 	    !bpf_core_field_exists(m->count))
 		return MEMORY_UNKNOWN;
 	return bpf_core_type_size(struct xsk_map) + (__u64)map->max_entries * PTR_SZ +
-	       (__u64)(__u32)BPF_CORE_READ(m, count.counter) * bpf_core_type_size(struct xsk_map_node);
+	       (__u64)(__u32)KREAD(struct xsk_map, map, count.counter) * bpf_core_type_size(struct xsk_map_node);
 }
 
 /* net/core/sock_map.c: sock_map_mem_usage */
@@ -258,14 +264,13 @@ static __always_inline __u64 sockmap_mem(struct bpf_map *map)
 /* net/core/sock_map.c: sock_hash_mem_usage */
 static __always_inline __u64 sockhash_mem(struct bpf_map *map)
 {
-	struct bpf_shtab *htab = (struct bpf_shtab *)map;
 	__u64 usage;
 
 	if (!bpf_core_type_exists(struct bpf_shtab) || !bpf_core_type_exists(struct bpf_shtab_bucket))
 		return MEMORY_UNKNOWN;
 	usage = bpf_core_type_size(struct bpf_shtab);
-	usage += (__u64)BPF_CORE_READ(htab, buckets_num) * bpf_core_type_size(struct bpf_shtab_bucket);
-	usage += (__u64)(__u32)BPF_CORE_READ(htab, count.counter) * BPF_CORE_READ(htab, elem_size);
+	usage += (__u64)KREAD(struct bpf_shtab, map, buckets_num) * bpf_core_type_size(struct bpf_shtab_bucket);
+	usage += (__u64)(__u32)KREAD(struct bpf_shtab, map, count.counter) * KREAD(struct bpf_shtab, map, elem_size);
 	return usage;
 }
 
@@ -290,13 +295,12 @@ static __always_inline __u64 cgroup_storage_mem(struct bpf_map *map)
  * inode, task and cgrp storage (the storages themselves are not counted) */
 static __always_inline __u64 local_storage_mem(struct bpf_map *map)
 {
-	struct bpf_local_storage_map *smap = (struct bpf_local_storage_map *)map;
 	__u32 log;
 
 	if (!bpf_core_type_exists(struct bpf_local_storage_map) ||
 	    !bpf_core_type_exists(struct bpf_local_storage_map_bucket))
 		return MEMORY_UNKNOWN;
-	log = BPF_CORE_READ(smap, bucket_log);
+	log = KREAD(struct bpf_local_storage_map, map, bucket_log);
 	if (log > 31)
 		return MEMORY_UNKNOWN;
 	return bpf_core_type_size(struct bpf_local_storage_map) +
@@ -318,7 +322,7 @@ static __always_inline __u64 struct_ops_mem(struct bpf_map *map)
 	usage = bpf_core_type_size(struct bpf_struct_ops_map) + vsize - bpf_core_type_size(struct bpf_struct_ops_value);
 	usage += vsize + page_size;
 	if (bpf_core_field_exists(st->funcs_cnt)) {
-		funcs = BPF_CORE_READ(st, funcs_cnt);
+		funcs = KREAD(struct bpf_struct_ops_map, map, funcs_cnt);
 		usage += funcs * PTR_SZ; /* links */
 		if (bpf_core_field_exists(st->ksyms))
 			usage += funcs * PTR_SZ;
