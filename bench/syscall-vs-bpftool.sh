@@ -47,104 +47,15 @@ done
 ((RUNS >= 1)) || fail "RUNS must be at least 1"
 [[ "$(id -u)" == 0 ]] || fail "run as root: listing every eBPF object needs CAP_SYS_ADMIN"
 
-if [[ -z "${BPFTOOL:-}" ]]; then
-	BPFTOOL="$(command -v bpftool || true)"
-	[[ -n "$BPFTOOL" ]] || BPFTOOL=/usr/sbin/bpftool
-fi
-[[ -x "$BPFTOOL" ]] || fail "bpftool not found (set BPFTOOL)"
-
-work="$(mktemp -d)"
-loadgen_pid=""
-
-# release stops ebpf-loadgen with SIGTERM and waits for it to release the
-# population; it fails when the release did.
-release() {
-	local pid="$loadgen_pid" status=0
-	loadgen_pid=""
-	[[ -n "$pid" ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	wait "$pid" || status=$?
-	cat "$work/loadgen.err" >&2
-	return "$status"
-}
-
-cleanup() {
-	local status=$?
-	release || status=1
-	rm -rf "$work"
-	exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source=bench/lib/peer.sh
+source bench/lib/peer.sh
+peer_setup
 
 echo "building ebpf-loadgen and bench/cycletime" >&2
 go build -o "$work/" ./cmd/ebpf-loadgen ./bench/cycletime
 
-echo "creating $MAPS maps, $PROGRAMS programs, $LINKS links (fill $FILL)" >&2
-"$work/ebpf-loadgen" --maps "$MAPS" --programs "$PROGRAMS" --links "$LINKS" --fill "$FILL" \
-	>"$work/ready" 2>"$work/loadgen.err" &
-loadgen_pid=$!
-for ((waited = 0; ; waited++)); do
-	if grep -q '^{"ready":true' "$work/ready"; then
-		break
-	fi
-	if ! kill -0 "$loadgen_pid" 2>/dev/null; then
-		status=0
-		wait "$loadgen_pid" || status=$?
-		loadgen_pid=""
-		cat "$work/loadgen.err" >&2
-		fail "ebpf-loadgen exited with status $status before it was ready"
-	fi
-	((waited < READY_TIMEOUT * 10)) || fail "ebpf-loadgen not ready after ${READY_TIMEOUT}s"
-	sleep 0.1
-done
-create_seconds="$(sed -n 's/.*"create_seconds":\([0-9.e+-]*\).*/\1/p' "$work/ready")"
-helpers=$((LINKS > 0 ? 1 : 0))
-population=$((MAPS + PROGRAMS + helpers + LINKS))
-
-# now_us prints the wall clock in microseconds, without forking.
-now_us() {
-	local t="${EPOCHREALTIME/[.,]/}"
-	echo "$((10#$t))"
-}
-
-# median prints the median of its arguments (the mean of the two middle
-# values for an even count).
-median() {
-	printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END {
-		if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-# The peer lists what the population holds, or the comparison means nothing.
-listed=0
-for kind in map prog link; do
-	n="$("$BPFTOOL" -j "$kind" show | grep -o '"id":' | wc -l)"
-	listed=$((listed + n))
-done
-((listed >= population)) || fail "bpftool lists $listed objects, fewer than the $population held"
-
-echo "timing bpftool, $RUNS runs" >&2
-bpftool_us=()
-for ((i = 0; i < RUNS; i++)); do
-	start="$(now_us)"
-	"$BPFTOOL" -j map show >/dev/null
-	"$BPFTOOL" -j prog show >/dev/null
-	"$BPFTOOL" -j link show >/dev/null
-	end="$(now_us)"
-	bpftool_us+=("$((end - start))")
-done
-bpftool_ms="$(median "${bpftool_us[@]}" | awk '{ printf "%.3f", $1 / 1000 }')"
-
-bpftool_syscalls="-"
-if command -v strace >/dev/null; then
-	bpftool_syscalls=0
-	for kind in map prog link; do
-		strace -f -c -o "$work/strace" "$BPFTOOL" -j "$kind" show >/dev/null
-		n="$(awk '$NF == "total" { print $4 }' "$work/strace")"
-		bpftool_syscalls=$((bpftool_syscalls + n))
-	done
-fi
+hold_population
+time_bpftool
 
 # agent runs cycletime with table capacities that hold the population and
 # whatever else the kernel has, and reads its "key value" lines into the
