@@ -33,12 +33,6 @@ static __always_inline __u64 round_up8(__u64 v) { return (v + 7) & ~7ULL; }
 
 static __always_inline __u64 page_align(__u64 v) { return (v + page_size - 1) & ~(page_size - 1); }
 
-static __always_inline bool is_hash(__u32 t)
-{
-	return t == BPF_MAP_TYPE_HASH || t == BPF_MAP_TYPE_PERCPU_HASH || t == BPF_MAP_TYPE_LRU_HASH ||
-	       t == BPF_MAP_TYPE_LRU_PERCPU_HASH || t == BPF_MAP_TYPE_HASH_OF_MAPS;
-}
-
 /* Elements in a queue or a stack: a ring of size slots (max_entries + 1)
  * from tail to head. */
 static __always_inline __s64 queue_stack_elements(struct bpf_map *map)
