@@ -29,9 +29,9 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/ebpf-metrics/ebpf-metrics/bench/internal/tables"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
@@ -90,17 +90,8 @@ func configure(o options) (config.Config, error) {
 		cfg.MaxConcurrentSyscalls = o.workers
 	}
 	if o.tables != "profile" {
-		caps := strings.Split(o.tables, ",")
-		if len(caps) != 3 {
-			return config.Config{}, fmt.Errorf(`-tables: want "maps,programs,links" or "profile", got %q`, o.tables)
-		}
-		dst := []*int{&cfg.MaxTrackedMaps, &cfg.MaxTrackedPrograms, &cfg.MaxTrackedLinks}
-		for i, s := range caps {
-			n, err := strconv.Atoi(s)
-			if err != nil {
-				return config.Config{}, fmt.Errorf("-tables: %w", err)
-			}
-			*dst[i] = n
+		if err := tables.Set(&cfg, o.tables); err != nil {
+			return config.Config{}, err
 		}
 	}
 	return cfg, cfg.Validate()

@@ -63,7 +63,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -71,6 +70,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-metrics/ebpf-metrics/bench/floor"
+	"github.com/ebpf-metrics/ebpf-metrics/bench/internal/tables"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
@@ -143,17 +143,8 @@ func configure(o options) (config.Config, error) {
 	cfg.CollectionMode = config.ModeIterator
 	cfg.MaxSyscallsPerSecond = 0
 	cfg.MaxMemoryBytes = o.memory
-	caps := strings.Split(o.tables, ",")
-	if len(caps) != 3 {
-		return config.Config{}, fmt.Errorf(`-tables: want "maps,programs,links", got %q`, o.tables)
-	}
-	dst := []*int{&cfg.MaxTrackedMaps, &cfg.MaxTrackedPrograms, &cfg.MaxTrackedLinks}
-	for i, s := range caps {
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return config.Config{}, fmt.Errorf("-tables: %w", err)
-		}
-		*dst[i] = n
+	if err := tables.Set(&cfg, o.tables); err != nil {
+		return config.Config{}, err
 	}
 	return cfg, cfg.Validate()
 }
