@@ -52,6 +52,21 @@ func simple(typ ebpf.MapType, key, value, max uint32, flags uint32) *ebpf.MapSpe
 	return &ebpf.MapSpec{Type: typ, KeySize: key, ValueSize: value, MaxEntries: max, Flags: flags}
 }
 
+// lruEntries sizes the LRU maps so that no put evicts. An LRU map without
+// BPF_F_NO_COMMON_LRU hands each CPU free nodes in batches of up to
+// LOCAL_FREE_TARGET (128) and, when the global free list cannot fill a
+// batch, evicts to make up the rest: with 64 entries on 2 CPUs, Linux 6.1
+// evicted one of 8 keys once the test's thread moved to the other CPU.
+// 128 per possible CPU plus the 8 keys the test puts leaves every CPU a
+// full batch.
+func lruEntries() uint32 {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil || cpus < 1 {
+		cpus = 1
+	}
+	return uint32(128*cpus + 64)
+}
+
 func ofMaps(typ ebpf.MapType, flags uint32) *ebpf.MapSpec {
 	return &ebpf.MapSpec{Type: typ, KeySize: 4, ValueSize: 4, MaxEntries: 16, Flags: flags,
 		InnerMap: &ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}}
@@ -204,8 +219,8 @@ var mapCases = []mapCase{
 	{name: "hash_no_prealloc", typ: MapTypeHash, spec: simple(ebpf.Hash, 4, 8, 64, unix.BPF_F_NO_PREALLOC), fill: putKeys, del: deleteKeys, varies: true, counts: true, countsNeed: &testutil.FeatureElementCounts},
 	{name: "percpu_hash", typ: MapTypePercpuHash, spec: simple(ebpf.PerCPUHash, 4, 8, 64, 0), fill: putPerCPU, del: deleteKeys, counts: true, countsNeed: &testutil.FeatureElementCounts},
 	{name: "percpu_hash_no_prealloc", typ: MapTypePercpuHash, spec: simple(ebpf.PerCPUHash, 4, 12, 64, unix.BPF_F_NO_PREALLOC), fill: putPerCPU, del: deleteKeys, varies: true, counts: true, countsNeed: &testutil.FeatureElementCounts},
-	{name: "lru_hash", typ: MapTypeLruHash, spec: simple(ebpf.LRUHash, 4, 8, 64, 0), fill: putKeys, del: deleteKeys, counts: true, countsNeed: &testutil.FeatureElementCounts},
-	{name: "lru_percpu_hash", typ: MapTypeLruPercpuHash, spec: simple(ebpf.LRUCPUHash, 4, 8, 64, 0), fill: putPerCPU, del: deleteKeys, counts: true, countsNeed: &testutil.FeatureElementCounts},
+	{name: "lru_hash", typ: MapTypeLruHash, spec: simple(ebpf.LRUHash, 4, 8, lruEntries(), 0), fill: putKeys, del: deleteKeys, counts: true, countsNeed: &testutil.FeatureElementCounts},
+	{name: "lru_percpu_hash", typ: MapTypeLruPercpuHash, spec: simple(ebpf.LRUCPUHash, 4, 8, lruEntries(), 0), fill: putPerCPU, del: deleteKeys, counts: true, countsNeed: &testutil.FeatureElementCounts},
 	{name: "hash_of_maps", typ: MapTypeHashOfMaps, spec: ofMaps(ebpf.HashOfMaps, 0), fill: putInnerMaps, del: deleteKeys, counts: true, countsNeed: &testutil.FeatureElementCounts},
 	{name: "hash_of_maps_no_prealloc", typ: MapTypeHashOfMaps, spec: ofMaps(ebpf.HashOfMaps, unix.BPF_F_NO_PREALLOC), fill: putInnerMaps, del: deleteKeys, varies: true, counts: true, countsNeed: &testutil.FeatureElementCounts},
 	{name: "array", typ: MapTypeArray, spec: simple(ebpf.Array, 4, 12, 64, 0), fill: putKeys},

@@ -9,6 +9,7 @@
 # Any failure on any kernel exits 1.
 #
 #   test/kernels/run.sh [6.1] [6.12] [host]     (default: all three)
+#   KERNEL_MATRIX_SUITES='kernel kernel.test -test.run=^TestX$ -test.count=50' test/kernels/run.sh 6.1
 #
 # Needs root (the tests load BPF), Go, qemu-system-x86, busybox-static,
 # bpftool and util-linux (setpriv) from Debian, and a package index that
@@ -39,10 +40,12 @@ declare -A series_pkg=(
 	[6.1]='^linux-image-6\.1\.0-[0-9]+-cloud-amd64$'
 	[6.12]='^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64$'
 )
-# The suites each kernel runs: name, binary, test flags.
-suites='kernel kernel.test
+# The suites each kernel runs: name, binary, test flags (later flags win,
+# so KERNEL_MATRIX_SUITES='kernel kernel.test -test.run=X -test.count=50'
+# repeats one test on a guest kernel).
+suites=${KERNEL_MATRIX_SUITES:-'kernel kernel.test
 collector collector.test -test.run=^TestKernel
-e2e e2e.test'
+e2e e2e.test'}
 
 want=("$@")
 [ ${#want[@]} -gt 0 ] || want=(6.1 6.12 host)
