@@ -111,3 +111,99 @@ func TestTableBytes(t *testing.T) {
 		t.Fatalf("%d, want %d", got, want)
 	}
 }
+
+// mergeCycle runs one cycle the way the iterator collector does: Known,
+// then AddCopy of the previous record (Memory incremented: the changing
+// field) or of a new one (Memory = id), until the table is full. stop > 0
+// aborts after that many objects instead of committing. It reports whether
+// the cycle left the in-place path.
+func mergeCycle(tb *Table, ids []uint32, stop int) (diverged bool) {
+	tb.Begin()
+	for n, id := range ids {
+		if stop > 0 && n == stop {
+			diverged = tb.diverged
+			tb.Abort()
+			return diverged
+		}
+		if tb.Full() {
+			break
+		}
+		if prev := tb.Known(id); prev != nil {
+			rec := tb.AddCopy(id, prev)
+			rec.Memory++
+		} else {
+			tb.AddCopy(id, &kernel.Record{ID: id, Memory: uint64(id)})
+		}
+	}
+	diverged = tb.diverged
+	tb.Commit()
+	return diverged
+}
+
+// TestTableInPlace checks the in-place path against a model over cycles
+// that repeat, remove, append and insert, with aborts, and that a cycle
+// that repeats the last one (or only appends to it) copies nothing.
+func TestTableInPlace(t *testing.T) {
+	const capacity = 8
+	type step struct {
+		ids     []uint32
+		stop    int  // abort after this many objects
+		inPlace bool // the cycle must not diverge; without stop, it must otherwise
+	}
+	steps := []step{
+		{ids: []uint32{2, 4, 6}, inPlace: true},                      // first cycle: appended in place
+		{ids: []uint32{2, 4, 6}, inPlace: true},                      // steady
+		{ids: []uint32{2, 4, 6, 7, 9}, inPlace: true},                // new objects after the last
+		{ids: []uint32{2, 4, 6, 7}, inPlace: true},                   // the last one gone
+		{ids: []uint32{2, 6, 7}},                                     // one gone in the middle
+		{ids: []uint32{2, 3, 6, 7}},                                  // one new in the middle
+		{ids: []uint32{2, 3, 6, 7, 8, 10}, stop: 5},                  // aborted after appending 8
+		{ids: []uint32{2, 3, 6, 7, 8, 10}, stop: 2},                  // aborted in place
+		{ids: []uint32{1, 2, 3, 6, 7, 8, 10, 11, 12}},                // one new before all; the last does not fit
+		{ids: []uint32{1, 2, 3, 6, 7, 8, 10, 11, 12}, inPlace: true}, // full: 12 still does not fit
+	}
+	tb := NewTable(capacity)
+	model := map[uint32]uint64{} // the memory each tracked object must show
+	var tracked []uint32
+	for i, s := range steps {
+		diverged := mergeCycle(tb, s.ids, s.stop)
+		if s.inPlace && diverged {
+			t.Errorf("step %d: copied to the other buffer, want in place", i)
+		}
+		if !s.inPlace && s.stop == 0 && !diverged {
+			t.Errorf("step %d: built in place over a changed ID sequence", i)
+		}
+		next := map[uint32]uint64{}
+		var nextTracked []uint32
+		for n, id := range s.ids {
+			if s.stop > 0 && n == s.stop || len(nextTracked) == capacity {
+				break
+			}
+			if m, ok := model[id]; ok {
+				next[id] = m + 1
+			} else {
+				next[id] = uint64(id)
+			}
+			nextTracked = append(nextTracked, id)
+		}
+		if s.stop > 0 {
+			// Aborted: the last complete cycle's objects, those reached
+			// with their newer memory.
+			for _, id := range tracked {
+				if m, ok := next[id]; ok {
+					model[id] = m
+				}
+			}
+		} else {
+			model, tracked = next, nextTracked
+		}
+		if got := ids(tb); !equal(got, tracked) {
+			t.Fatalf("step %d: table %v, want %v", i, got, tracked)
+		}
+		for _, r := range tb.Records() {
+			if r.Memory != model[r.ID] {
+				t.Fatalf("step %d: object %d memory %d, want %d", i, r.ID, r.Memory, model[r.ID])
+			}
+		}
+	}
+}
