@@ -31,6 +31,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ebpf-metrics/ebpf-metrics/bench/internal/stat"
 	"github.com/ebpf-metrics/ebpf-metrics/bench/internal/tables"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
@@ -166,10 +167,10 @@ func measure(cfg config.Config, runs int, w io.Writer) error {
 		{"unreadable", unreadable},
 		{"workers", cfg.MaxConcurrentSyscalls},
 		{"batch_size", cfg.BatchSize},
-		{"first_ns", int64(median(durations(first)))},
+		{"first_ns", int64(stat.Median(durations(first)))},
 		{"first_syscalls", mean(first, func(c cycle) uint64 { return c.syscalls })},
 		{"first_allocs", mean(first, func(c cycle) uint64 { return c.allocs })},
-		{"steady_ns", int64(median(sd))},
+		{"steady_ns", int64(stat.Median(sd))},
 		{"steady_min_ns", int64(sd[0])},
 		{"steady_max_ns", int64(sd[len(sd)-1])},
 		{"steady_syscalls", mean(steady, func(c cycle) uint64 { return c.syscalls })},
@@ -200,23 +201,7 @@ func timeCycle(ctx context.Context, c *collector.Collector) (cycle, collector.Sn
 		return cycle{}, after, err
 	}
 	c.Publisher().Load(&after)
-	return cycle{d: d, syscalls: syscalls(&after) - syscalls(&before), allocs: ms.Mallocs - mallocs}, after, nil
-}
-
-func syscalls(s *collector.Snapshot) (n uint64) {
-	for _, c := range s.Syscalls {
-		n += c
-	}
-	return n
-}
-
-// median of sorted ds: the middle one, or the mean of the two middle ones.
-func median(ds []time.Duration) time.Duration {
-	n := len(ds)
-	if n%2 == 1 {
-		return ds[n/2]
-	}
-	return (ds[n/2-1] + ds[n/2]) / 2
+	return cycle{d: d, syscalls: after.SyscallsTotal() - before.SyscallsTotal(), allocs: ms.Mallocs - mallocs}, after, nil
 }
 
 func mean(cs []cycle, f func(cycle) uint64) string {

@@ -70,6 +70,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-metrics/ebpf-metrics/bench/floor"
+	"github.com/ebpf-metrics/ebpf-metrics/bench/internal/stat"
 	"github.com/ebpf-metrics/ebpf-metrics/bench/internal/tables"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
@@ -235,7 +236,7 @@ func measure(cfg config.Config, o options, out *lines) error {
 			return 0, 0, err
 		}
 		c.Publisher().Load(&snap)
-		return int(syscalls(&snap) - syscalls(&before)), 0, nil
+		return int(snap.SyscallsTotal() - before.SyscallsTotal()), 0, nil
 	}}
 	if err := c.Cycle(ctx); err != nil { // the first: everything is new
 		return fmt.Errorf("first cycle: %w", err)
@@ -288,7 +289,7 @@ func measure(cfg config.Config, o options, out *lines) error {
 	out.put("runs", o.runs)
 	for _, ct := range all {
 		ts := slices.Sorted(slices.Values(ct.times))
-		out.put(ct.name+"_ns", int64(median(ts)))
+		out.put(ct.name+"_ns", int64(stat.Median(ts)))
 		out.put(ct.name+"_min_ns", int64(ts[0]))
 		out.put(ct.name+"_max_ns", int64(ts[len(ts)-1]))
 		out.put(ct.name+"_syscalls", ct.syscalls)
@@ -353,11 +354,11 @@ func measureFirst(ctx context.Context, cfg config.Config, runs int, out *lines) 
 			return fmt.Errorf("first cycle: %w", err)
 		}
 		ts = append(ts, d)
-		calls += syscalls(&after) - syscalls(&before)
+		calls += after.SyscallsTotal() - before.SyscallsTotal()
 		allocs += ms.Mallocs - m0
 	}
 	slices.Sort(ts)
-	out.put("first_ns", int64(median(ts)))
+	out.put("first_ns", int64(stat.Median(ts)))
 	out.put("first_min_ns", int64(ts[0]))
 	out.put("first_max_ns", int64(ts[len(ts)-1]))
 	out.put("first_syscalls", strconv.FormatFloat(float64(calls)/float64(runs), 'f', -1, 64))
@@ -606,22 +607,6 @@ type countingGate struct{ calls int }
 
 func (g *countingGate) Acquire(kernel.Op) error                       { return nil }
 func (g *countingGate) Release(kernel.Op, kernel.Kind, uint32, error) { g.calls++ }
-
-func syscalls(s *collector.Snapshot) (n uint64) {
-	for _, c := range s.Syscalls {
-		n += c
-	}
-	return n
-}
-
-// median of sorted ds: the middle one, or the mean of the two middle ones.
-func median(ds []time.Duration) time.Duration {
-	n := len(ds)
-	if n%2 == 1 {
-		return ds[n/2]
-	}
-	return (ds[n/2-1] + ds[n/2]) / 2
-}
 
 // ratio is the median over the turns of a[i] / b[i]: each pair was timed
 // back to back, under the same load.

@@ -39,22 +39,7 @@ var benchPopulations = []struct {
 // objects in the kernel at the time. The population is created once per
 // size (10k objects take seconds) and released at the end.
 func BenchmarkCycle(b *testing.B) {
-	testutil.RequireBPF(b)
-	for _, bp := range benchPopulations {
-		b.Run(bp.name, func(b *testing.B) {
-			p, err := loadgen.Create(bp.spec)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer func() {
-				if err := p.Close(); err != nil {
-					b.Error(err)
-				}
-			}()
-			b.Run("steady", benchSteady(config.ModeSyscall))
-			b.Run("first", benchFirst(config.ModeSyscall))
-		})
-	}
+	benchModes(b, config.ModeSyscall)
 }
 
 // BenchmarkIteratorCycle is BenchmarkCycle in iterator mode, on the same
@@ -72,6 +57,12 @@ func BenchmarkCycle(b *testing.B) {
 // the same cycle with the floor of iterator collection (an iterator that
 // writes only IDs).
 func BenchmarkIteratorCycle(b *testing.B) {
+	benchModes(b, config.ModeIterator)
+}
+
+// benchModes runs the steady and first-cycle benchmarks of mode on each
+// population, created once per size and released at the end.
+func benchModes(b *testing.B, mode string) {
 	testutil.RequireBPF(b)
 	for _, bp := range benchPopulations {
 		b.Run(bp.name, func(b *testing.B) {
@@ -84,8 +75,8 @@ func BenchmarkIteratorCycle(b *testing.B) {
 					b.Error(err)
 				}
 			}()
-			b.Run("steady", benchSteady(config.ModeIterator))
-			b.Run("first", benchFirst(config.ModeIterator))
+			b.Run("steady", benchSteady(mode))
+			b.Run("first", benchFirst(mode))
 		})
 	}
 }
@@ -102,7 +93,7 @@ func benchSteady(mode string) func(*testing.B) {
 		mustCycle(b, c) // the first cycle: everything is read and tracked
 		s := mustCycle(b, c)
 		requireAllTracked(b, &s)
-		before := syscallsOf(&s)
+		before := s.SyscallsTotal()
 
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
@@ -129,7 +120,7 @@ func benchSteady(mode string) func(*testing.B) {
 		}
 		b.ReportMetric(float64(n)/float64(b.N), "allocs/cycle")
 		s = snapshot(c)
-		reportCycle(b, &s, syscallsOf(&s)-before)
+		reportCycle(b, &s, s.SyscallsTotal()-before)
 	}
 }
 
@@ -156,7 +147,7 @@ func benchFirst(mode string) func(*testing.B) {
 			}
 			c.Publisher().Load(&s)
 			c.Close()
-			syscalls += syscallsOf(&s)
+			syscalls += s.SyscallsTotal()
 			b.StartTimer()
 		}
 		requireAllTracked(b, &s)
@@ -174,13 +165,6 @@ func requireAllTracked(b *testing.B, s *Snapshot) {
 			b.Fatalf("%ss: %d untracked, %d unreadable of %d", kernel.Kind(k), ks.Untracked, ks.Unreadable, ks.Objects)
 		}
 	}
-}
-
-func syscallsOf(s *Snapshot) (n uint64) {
-	for _, c := range s.Syscalls {
-		n += c
-	}
-	return n
 }
 
 // reportCycle reports the per-object figures of b.N cycles over the objects

@@ -177,3 +177,12 @@ var typeLabels = func() (l [kernel.NumKinds][MaxTypes]string) {
 func (ks *KindStats) Seen(i int) bool { return ks.TypesSeen[i/64]&(1<<(uint(i)%64)) != 0 }
 
 func (ks *KindStats) markSeen(i int) { ks.TypesSeen[i/64] |= 1 << (uint(i) % 64) }
+
+// SyscallsTotal is the number of system calls since start, all operations
+// together.
+func (s *Snapshot) SyscallsTotal() (n uint64) {
+	for _, c := range s.Syscalls {
+		n += c
+	}
+	return n
+}

@@ -99,17 +99,17 @@ func BenchmarkCollect(b *testing.B) {
 	}
 }
 
-// BenchmarkScrapeCached is a scrape as the agent serves it: the registry
-// gathered and encoded once into a Cache, each scrape copying the encoded
-// body and appending the handler's live series.
-func BenchmarkScrapeCached(b *testing.B) {
-	reg := NewRegistry(NewCollector(publish(realisticSnapshot()), ""), "")
-	cache := NewCache(reg)
+// refreshedCache is the cache of a realistic snapshot's registry, refreshed.
+func refreshedCache(b *testing.B) *Cache {
+	cache := NewCache(NewRegistry(NewCollector(publish(realisticSnapshot()), ""), ""))
 	if err := cache.Refresh(); err != nil {
 		b.Fatal(err)
 	}
-	h := newMetricsHandler(cache, DefaultMaxRequestsInFlight, DefaultScrapeTimeout, nil)
-	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	return cache
+}
+
+// scrapeLoop times scrapes of h with req, each into a discarding writer.
+func scrapeLoop(b *testing.B, h http.Handler, req *http.Request) {
 	b.ReportAllocs()
 	w := &discardWriter{}
 	for b.Loop() {
@@ -122,52 +122,36 @@ func BenchmarkScrapeCached(b *testing.B) {
 	b.ReportMetric(float64(w.n), "bytes/scrape")
 }
 
+// BenchmarkScrapeCached is a scrape as the agent serves it: the registry
+// gathered and encoded once into a Cache, each scrape copying the encoded
+// body and appending the handler's live series.
+func BenchmarkScrapeCached(b *testing.B) {
+	cache := refreshedCache(b)
+	h := newMetricsHandler(cache, DefaultMaxRequestsInFlight, DefaultScrapeTimeout, nil)
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	scrapeLoop(b, h, req)
+}
+
 // BenchmarkScrapeCachedGzip is BenchmarkScrapeCached as Prometheus asks:
 // OpenMetrics, gzip.
 func BenchmarkScrapeCachedGzip(b *testing.B) {
-	reg := NewRegistry(NewCollector(publish(realisticSnapshot()), ""), "")
-	cache := NewCache(reg)
-	if err := cache.Refresh(); err != nil {
-		b.Fatal(err)
-	}
+	cache := refreshedCache(b)
 	h := newMetricsHandler(cache, DefaultMaxRequestsInFlight, DefaultScrapeTimeout, nil)
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	req.Header.Set("Accept", prometheusAccept)
 	req.Header.Set("Accept-Encoding", "gzip")
-	b.ReportAllocs()
-	w := &discardWriter{}
-	for b.Loop() {
-		w.reset()
-		h.ServeHTTP(w, req)
-		if w.code != http.StatusOK {
-			b.Fatal(w.code)
-		}
-	}
-	b.ReportMetric(float64(w.n), "bytes/scrape")
+	scrapeLoop(b, h, req)
 }
 
 // BenchmarkScrapePromhttpCached is how the agent served a scrape before the
 // handler served encoded bodies: promhttp over the Cache's families, each
 // scrape encoding them, with promhttp's counters gathered live.
 func BenchmarkScrapePromhttpCached(b *testing.B) {
-	reg := NewRegistry(NewCollector(publish(realisticSnapshot()), ""), "")
-	cache := NewCache(reg)
-	if err := cache.Refresh(); err != nil {
-		b.Fatal(err)
-	}
+	cache := refreshedCache(b)
 	httpReg := prometheus.NewRegistry()
 	h := promhttp.InstrumentMetricHandler(httpReg, promhttp.HandlerFor(prometheus.Gatherers{cache, httpReg}, promhttp.HandlerOpts{}))
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	b.ReportAllocs()
-	w := &discardWriter{}
-	for b.Loop() {
-		w.reset()
-		h.ServeHTTP(w, req)
-		if w.code != http.StatusOK {
-			b.Fatal(w.code)
-		}
-	}
-	b.ReportMetric(float64(w.n), "bytes/scrape")
+	scrapeLoop(b, h, req)
 }
 
 // BenchmarkScrapeUncached is the same scrape gathering the registry each
@@ -176,16 +160,7 @@ func BenchmarkScrapeUncached(b *testing.B) {
 	reg := NewRegistry(NewCollector(publish(realisticSnapshot()), ""), "")
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	b.ReportAllocs()
-	w := &discardWriter{}
-	for b.Loop() {
-		w.reset()
-		h.ServeHTTP(w, req)
-		if w.code != http.StatusOK {
-			b.Fatal(w.code)
-		}
-	}
-	b.ReportMetric(float64(w.n), "bytes/scrape")
+	scrapeLoop(b, h, req)
 }
 
 // BenchmarkCacheRefresh is what the cache's goroutine does after each

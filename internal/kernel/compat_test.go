@@ -48,27 +48,7 @@ func newIterLink(tb testing.TB) (linkID, progID uint32) {
 // linkRecord returns the link iterator's full record of link id.
 func linkRecord(tb testing.TB, it *Iterators, id uint32) Record {
 	tb.Helper()
-	if err := it.Begin(KindLink, 0, false); err != nil {
-		tb.Fatal(err)
-	}
-	defer it.End()
-	var rec, found Record
-	for {
-		_, err := it.Next(&rec)
-		if err == ErrEndOfList {
-			break
-		}
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if rec.ID == id {
-			found = rec
-		}
-	}
-	if found.ID != id {
-		tb.Fatalf("link %d not listed by the iterator", id)
-	}
-	return found
+	return recordOf(tb, it, KindLink, id, 0)
 }
 
 // TestIteratorsLoadOnThisKernel: every kind's iterator loads (whatever the

@@ -261,11 +261,11 @@ var mapCases = []mapCase{
 	{name: "arena", typ: MapTypeArena, spec: simple(ebpf.Arena, 0, 0, 4, unix.BPF_F_MMAPABLE), since: "6.9"},
 }
 
-// mapPass runs the map iterator once and returns the record of map id,
-// full if fullAbove is below id, short otherwise.
-func mapPass(tb testing.TB, it *Iterators, id, fullAbove uint32) Record {
+// recordOf runs kind k's iterator once and returns the record of object
+// id, full if fullAbove is below id, short otherwise.
+func recordOf(tb testing.TB, it *Iterators, k Kind, id, fullAbove uint32) Record {
 	tb.Helper()
-	if err := it.Begin(KindMap, fullAbove, false); err != nil {
+	if err := it.Begin(k, fullAbove, false); err != nil {
 		tb.Fatal(err)
 	}
 	defer it.End()
@@ -284,9 +284,15 @@ func mapPass(tb testing.TB, it *Iterators, id, fullAbove uint32) Record {
 		}
 	}
 	if !ok {
-		tb.Fatalf("map %d not listed by the iterator", id)
+		tb.Fatalf("%s %d not listed by the iterator", k, id)
 	}
 	return found
+}
+
+// mapPass is recordOf for map id.
+func mapPass(tb testing.TB, it *Iterators, id, fullAbove uint32) Record {
+	tb.Helper()
+	return recordOf(tb, it, KindMap, id, fullAbove)
 }
 
 func memlock(tb testing.TB, r *FDInfoReader, m *ebpf.Map) uint64 {
