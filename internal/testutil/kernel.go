@@ -1,68 +1,79 @@
 package testutil
 
 import (
+	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
 
-// Kernel features that tests depend on, each tagged with the first upstream
-// Linux version that has it and probed in the running kernel's BTF. A test
-// that needs one skips on an older kernel that lacks it, naming the version
-// (the kernel matrix of test/kernels lists those skips), and fails on a
-// kernel as recent as the version that lacks it: there the probe, or the
-// kernel, is wrong. A kernel older than the version that has the feature
-// anyway (a distribution backport) runs the test.
+// Kernel features that tests depend on. Each is decided by asking the
+// running kernel (its BTF, or creating the thing), never by its version:
+// builds of one version differ by configuration (one 6.18 build creates
+// arena maps, another refuses). Upstream names the release that brought
+// the feature, for the message only.
 var (
 	// FeatureElementCounts: the kfunc bpf_map_sum_elem_count, with which
 	// the map iterator counts the elements of every hash map.
-	FeatureElementCounts = Feature{Version: "6.6", What: "element counts (kfunc bpf_map_sum_elem_count)",
+	FeatureElementCounts = Feature{Name: "element counts (kfunc bpf_map_sum_elem_count)", Upstream: "6.6",
 		probe: btfFunc("bpf_map_sum_elem_count")}
 	// FeatureMapMemUsage: bpf_map_ops.map_mem_usage. From it on, fdinfo's
 	// memlock is what the map holds now (it follows the contents of
 	// non-preallocated maps); before, an estimate fixed at creation.
-	FeatureMapMemUsage = Feature{Version: "6.4", What: "map memory that follows contents (bpf_map_ops.map_mem_usage)",
+	FeatureMapMemUsage = Feature{Name: "map memory that follows contents (bpf_map_ops.map_mem_usage)", Upstream: "6.4",
 		probe: btfMember("bpf_map_ops", "map_mem_usage")}
 	// FeatureLinkIterator: BPF iterators over links (iter/bpf_link).
-	FeatureLinkIterator = Feature{Version: "5.19", What: "the link iterator (iter/bpf_link)",
+	FeatureLinkIterator = Feature{Name: "the link iterator (iter/bpf_link)", Upstream: "5.19",
 		probe: btfStruct("bpf_iter__bpf_link")}
 	// FeatureLinkAttachType: struct bpf_link.attach_type, which the link
 	// iterator reads; before, only some link types carry one, in their info.
-	FeatureLinkAttachType = Feature{Version: "6.17", What: "the attach type in struct bpf_link",
+	FeatureLinkAttachType = Feature{Name: "the attach type in struct bpf_link", Upstream: "6.17",
 		probe: btfMember("bpf_link", "attach_type")}
 )
 
-// Feature is something the kernel gained in a known version.
+// Feature is something a kernel may or may not have.
 type Feature struct {
-	Version string // first upstream version with it: "6.6"
-	What    string // what it is, for messages
-	probe   func(*btf.Spec) bool
+	Name     string // what it is, for messages
+	Upstream string // the first upstream release with it ("6.6"): a hint, never a test
+	// probe asks the running kernel; why says what it answered when it
+	// lacks the feature.
+	probe func() (ok bool, why string, err error)
 }
 
-// RequireKernel skips tb, naming version and what, when the running kernel
-// is older than version ("6.6"). Every skip for a kernel feature says
-// "needs Linux <major>.<minor> for <what>": the kernel matrix
-// (test/kernels) accepts no other skip. For a feature that a probe can see, prefer
-// RequireFeature, which also fails when a recent kernel lacks it.
-func RequireKernel(tb testing.TB, version, what string) {
-	tb.Helper()
-	if KernelOlderThan(tb, version) {
-		tb.Skipf("needs Linux %s for %s (running %s)", version, what, KernelRelease())
-	}
+// MissingPrefix starts every skip for a missing kernel feature: the kernel
+// matrix (test/kernels) accepts no other skip.
+const MissingPrefix = "missing kernel feature: "
+
+// MapType is the feature "the kernel creates maps of type t", probed as
+// cilium/ebpf's features package does: by creating one.
+func MapType(name string, t ebpf.MapType, upstream string) Feature {
+	return Feature{Name: name + " maps", Upstream: upstream, probe: func() (bool, string, error) {
+		err := features.HaveMapType(t)
+		var errno unix.Errno
+		switch {
+		case err == nil:
+			return true, "", nil
+		case errors.Is(err, ebpf.ErrNotSupported):
+			return false, "this kernel does not know the map type", nil
+		case errors.As(err, &errno):
+			return false, fmt.Sprintf("this kernel refuses to create them (%s)", unix.ErrnoName(errno)), nil
+		}
+		return false, "", err
+	}}
 }
 
-// RequireFeature runs tb if the kernel has f, skips it naming f.Version on
-// an older kernel without it, and fails it on a kernel that should have it.
+// RequireFeature skips tb when the running kernel lacks f, with a message
+// that names f and what the kernel answered.
 func RequireFeature(tb testing.TB, f Feature) {
 	tb.Helper()
-	if !probe(tb, f) {
-		tb.Skipf("needs Linux %s for %s (running %s)", f.Version, f.What, KernelRelease())
+	if ok, why := probe(tb, f); !ok {
+		tb.Skip(missing(f, why))
 	}
 }
 
@@ -71,46 +82,74 @@ func RequireFeature(tb testing.TB, f Feature) {
 // would skip.
 func HasFeature(tb testing.TB, f Feature) bool {
 	tb.Helper()
-	if probe(tb, f) {
-		return true
+	ok, why := probe(tb, f)
+	if !ok {
+		tb.Logf("%s; checking the behaviour without it", missing(f, why))
 	}
-	tb.Logf("Linux %s lacks %s (Linux %s has it): checking the behaviour without it", KernelRelease(), f.What, f.Version)
-	return false
+	return ok
 }
 
-func probe(tb testing.TB, f Feature) bool {
+func missing(f Feature, why string) string {
+	msg := MissingPrefix + f.Name + ": " + why
+	if f.Upstream != "" {
+		msg += " (upstream Linux " + f.Upstream + " and later have it; running " + KernelRelease() + ")"
+	}
+	return msg
+}
+
+type probeResult struct {
+	ok  bool
+	why string
+}
+
+// probes caches each feature's answer for the test binary's life: the
+// kernel does not change under it.
+var probes sync.Map // Feature.Name → probeResult
+
+func probe(tb testing.TB, f Feature) (bool, string) {
 	tb.Helper()
-	spec, err := kernelBTF()
+	if r, ok := probes.Load(f.Name); ok {
+		return r.(probeResult).ok, r.(probeResult).why
+	}
+	ok, why, err := f.probe()
 	if err != nil {
-		tb.Fatalf("probing %s: %v", f.What, err)
+		tb.Fatalf("probing %s: %v", f.Name, err)
 	}
-	if f.probe(spec) {
-		return true
-	}
-	if !KernelOlderThan(tb, f.Version) {
-		tb.Fatalf("Linux %s lacks %s, which Linux %s and later have", KernelRelease(), f.What, f.Version)
-	}
-	return false
+	probes.Store(f.Name, probeResult{ok, why})
+	return ok, why
 }
 
 var kernelBTF = sync.OnceValues(btf.LoadKernelSpec)
 
-func btfFunc(name string) func(*btf.Spec) bool {
-	return func(spec *btf.Spec) bool {
+func withBTF(has func(*btf.Spec) bool, why string) func() (bool, string, error) {
+	return func() (bool, string, error) {
+		spec, err := kernelBTF()
+		if err != nil {
+			return false, "", fmt.Errorf("loading the kernel's BTF: %w", err)
+		}
+		if has(spec) {
+			return true, "", nil
+		}
+		return false, why, nil
+	}
+}
+
+func btfFunc(name string) func() (bool, string, error) {
+	return withBTF(func(spec *btf.Spec) bool {
 		var fn *btf.Func
 		return spec.TypeByName(name, &fn) == nil
-	}
+	}, "the kernel's BTF has no function "+name)
 }
 
-func btfStruct(name string) func(*btf.Spec) bool {
-	return func(spec *btf.Spec) bool {
+func btfStruct(name string) func() (bool, string, error) {
+	return withBTF(func(spec *btf.Spec) bool {
 		var s *btf.Struct
 		return spec.TypeByName(name, &s) == nil
-	}
+	}, "the kernel's BTF has no struct "+name)
 }
 
-func btfMember(structName, member string) func(*btf.Spec) bool {
-	return func(spec *btf.Spec) bool {
+func btfMember(structName, member string) func() (bool, string, error) {
+	return withBTF(func(spec *btf.Spec) bool {
 		var s *btf.Struct
 		if spec.TypeByName(structName, &s) != nil {
 			return false
@@ -121,7 +160,7 @@ func btfMember(structName, member string) func(*btf.Spec) bool {
 			}
 		}
 		return false
-	}
+	}, "the kernel's struct "+structName+" has no member "+member)
 }
 
 // KernelRelease is the running kernel's release, as uname -r prints it.
@@ -131,43 +170,6 @@ func KernelRelease() string {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:])
-}
-
-// KernelOlderThan reports whether the running kernel's major.minor is below
-// version ("6.6").
-func KernelOlderThan(tb testing.TB, version string) bool {
-	tb.Helper()
-	want, err := parseVersion(version)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	have, err := parseVersion(KernelRelease())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return have[0] < want[0] || have[0] == want[0] && have[1] < want[1]
-}
-
-// parseVersion reads major.minor from "6.1", "6.1.0-56-cloud-amd64" or
-// "6.12.117+deb12-cloud-amd64".
-func parseVersion(s string) ([2]int, error) {
-	var v [2]int
-	parts := strings.SplitN(s, ".", 3)
-	if len(parts) < 2 {
-		return v, fmt.Errorf("kernel version %q: want major.minor", s)
-	}
-	for i := range v {
-		digits := parts[i]
-		if end := strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }); end >= 0 {
-			digits = digits[:end]
-		}
-		n, err := strconv.Atoi(digits)
-		if err != nil {
-			return v, fmt.Errorf("kernel version %q: %w", s, err)
-		}
-		v[i] = n
-	}
-	return v, nil
 }
 
 // Emulated reports whether the tests run on an emulated CPU (the kernel

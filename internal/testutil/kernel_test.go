@@ -1,27 +1,26 @@
 package testutil
 
-import "testing"
+import (
+	"strings"
+	"testing"
 
-func TestParseVersion(t *testing.T) {
-	for _, c := range []struct {
-		in   string
-		want [2]int
-	}{
-		{"6.6", [2]int{6, 6}},
-		{"6.1.0-56-cloud-amd64", [2]int{6, 1}},
-		{"6.12.117+deb12-cloud-amd64", [2]int{6, 12}},
-		{"6.18.44-fc-v595", [2]int{6, 18}},
-		{"5.15.0-1051-azure", [2]int{5, 15}},
-		{"6.9-rc1", [2]int{6, 9}},
-	} {
-		got, err := parseVersion(c.in)
-		if err != nil || got != c.want {
-			t.Errorf("parseVersion(%q) = %v, %v; want %v", c.in, got, err, c.want)
-		}
+	"github.com/cilium/ebpf"
+)
+
+// TestFeatureProbes: a probe answers from the running kernel, and a missing
+// feature's message names it, what the kernel said and the matrix's prefix.
+func TestFeatureProbes(t *testing.T) {
+	RequireBPF(t)
+	if !HasFeature(t, MapType("hash", ebpf.Hash, "3.19")) {
+		t.Fatal("the kernel creates no hash map")
 	}
-	for _, bad := range []string{"", "6", "x.y", "6.x"} {
-		if _, err := parseVersion(bad); err == nil {
-			t.Errorf("parseVersion(%q): no error", bad)
-		}
+	noFunc := Feature{Name: "f", Upstream: "9.9", probe: btfFunc("no_such_function_in_any_kernel")}
+	if HasFeature(t, noFunc) {
+		t.Fatal("a function no kernel has reported as present")
+	}
+	ok, why := probe(t, noFunc)
+	msg := missing(noFunc, why)
+	if ok || !strings.HasPrefix(msg, MissingPrefix+"f: the kernel's BTF has no function no_such_function_in_any_kernel (upstream Linux 9.9") {
+		t.Errorf("message %q", msg)
 	}
 }

@@ -4,7 +4,7 @@
 # (software emulation: no KVM needed), and on the host's own kernel, and
 # prints one line per kernel:
 #
-#   kernel 6.1.0-56-cloud-amd64: 60 passed, 0 failed, 3 skipped (Test...: needs Linux 6.6 for ...) [...]
+#   kernel 6.1.0-56-cloud-amd64: 60 passed, 0 failed, 3 skipped (Test...: <missing feature>: <what the kernel said> ...) [...]
 #
 # Any failure on any kernel exits 1.
 #

@@ -252,8 +252,8 @@ func TestAgentMatchesBpftool(t *testing.T) {
 			fams, want := once(t, r)
 			iter := r.mode != "syscall"
 			byIter := map[string]bool{"map": iter, "program": iter, "link": iter && links}
-			if r.mode == "iterator" && !links {
-				t.Skip("needs Linux 5.19 for the link iterator: iterator mode insists on it")
+			if r.mode == "iterator" {
+				testutil.RequireFeature(t, testutil.FeatureLinkIterator) // iterator mode insists on it
 			}
 
 			var got view

@@ -2,11 +2,11 @@
 // wrote — the output of each test binary run with -test.v=test2json,
 // framed by "@@@" lines — and prints one summary line per kernel:
 //
-//	kernel 6.1.0-56-cloud-amd64: 60 passed, 0 failed, 3 skipped (TestX: needs Linux 6.6 for ...; ...) [kernel 9s, collector 41s, e2e 17s]
+//	kernel 6.1.0-56-cloud-amd64: 60 passed, 0 failed, 3 skipped (TestX: element counts (...): the kernel's BTF has no function ...; ...) [kernel 9s, collector 41s, e2e 17s]
 //
 // preceded by the output of every failed test. A skip counts as a failure
-// unless its reason names the Linux version that brings what it needs
-// ("needs Linux 6.6 for ..."): in the guests every other prerequisite
+// unless it names a kernel feature that the running kernel lacks
+// ("missing kernel feature: ..."): in the guests every other prerequisite
 // (root, bpftool, setpriv) is present, and CI is set. A test binary that
 // exits non-zero without a failed test (a panic, a timeout), a suite that
 // never ended (the guest crashed or hung) and a missing suite are failures
@@ -199,11 +199,12 @@ func (s *suite) collect(events []event) {
 	}
 }
 
-// versioned is how a skip for a kernel feature names the version; the
-// kernel it ran on, which the summary line names once, follows.
+// featureSkip is how a skip for a missing kernel feature starts
+// (testutil.MissingPrefix); the kernel it ran on, which the summary line
+// names once, ends it.
 var (
-	versioned = regexp.MustCompile(`needs Linux [0-9]+\.[0-9]+`)
-	running   = regexp.MustCompile(` \(running [^)]*\)$`)
+	featureSkip = regexp.MustCompile(`^missing kernel feature: `)
+	running     = regexp.MustCompile(`; running [^)]*\)$`)
 )
 
 // skipReason is the message a test skipped with: its last line of output
@@ -247,14 +248,14 @@ func (r *run) write(w io.Writer) bool {
 				passed++
 			case "skip":
 				reason := skipReason(t.output)
-				if versioned.MatchString(reason) {
+				if featureSkip.MatchString(reason) {
 					skipped++
-					skips = append(skips, name+": "+running.ReplaceAllString(reason, ""))
+					skips = append(skips, name+": "+running.ReplaceAllString(featureSkip.ReplaceAllString(reason, ""), ")"))
 					break
 				}
 				failed++
 				suiteFailed = true
-				problems = append(problems, fmt.Sprintf("%s %s: skipped without naming a kernel version: %s", s.name, name, reason))
+				problems = append(problems, fmt.Sprintf("%s %s: skipped without naming a missing kernel feature: %s", s.name, name, reason))
 			case "fail":
 				failed++
 				suiteFailed = true
