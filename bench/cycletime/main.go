@@ -36,6 +36,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 func main() {
@@ -130,7 +131,7 @@ func measure(cfg config.Config, runs int, w io.Writer) error {
 		return fmt.Errorf("first cycle: %w", err)
 	}
 	steady := make([]cycle, 0, runs)
-	var s collector.Snapshot
+	var s snapshot.Snapshot
 	for range runs {
 		r, snap, err := timeCycle(ctx, c)
 		if err != nil {
@@ -187,8 +188,8 @@ func measure(cfg config.Config, runs int, w io.Writer) error {
 // timeCycle runs one cycle of c and returns its duration, the system calls
 // it made and the heap allocations of the process meanwhile, and the
 // snapshot it published.
-func timeCycle(ctx context.Context, c *collector.Collector) (cycle, collector.Snapshot, error) {
-	var before, after collector.Snapshot
+func timeCycle(ctx context.Context, c *collector.Collector) (cycle, snapshot.Snapshot, error) {
+	var before, after snapshot.Snapshot
 	c.Publisher().Load(&before)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

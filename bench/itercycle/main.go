@@ -75,6 +75,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 func main() {
@@ -225,11 +226,11 @@ func measure(cfg config.Config, o options, out *lines) error {
 		return err
 	}
 	defer c.Close()
-	var snap collector.Snapshot
+	var snap snapshot.Snapshot
 	var steadyAllocs uint64
 	var ms runtime.MemStats
 	steadyC := &contestant{name: "steady", pass: func() (int, int, error) {
-		var before collector.Snapshot
+		var before snapshot.Snapshot
 		c.Publisher().Load(&before)
 		err := c.Cycle(ctx)
 		if err != nil {
@@ -340,7 +341,7 @@ func measureFirst(ctx context.Context, cfg config.Config, runs int, out *lines) 
 		if err != nil {
 			return err
 		}
-		var before, after collector.Snapshot
+		var before, after snapshot.Snapshot
 		c.Publisher().Load(&before)
 		runtime.ReadMemStats(&ms)
 		m0 := ms.Mallocs

@@ -64,6 +64,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 func main() {
@@ -232,7 +233,7 @@ func soak(o options, stdout io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	reg = exposition.NewRegistry(exposition.NewCollector(c.Publisher(), ""), "")
+	reg = exposition.NewRegistry(exposition.NewMetrics(c.Publisher(), ""), "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go cache.Run(ctx)
@@ -243,7 +244,7 @@ func soak(o options, stdout io.Writer) error {
 		"heap_kib", "unused_kib", "rtime_kib", "threads", "gorout", "fds", "objects", "errors")
 	var (
 		samples []sample
-		snap    collector.Snapshot
+		snap    snapshot.Snapshot
 		start   = time.Now()
 		overrun int
 	)

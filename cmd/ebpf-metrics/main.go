@@ -24,6 +24,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
 )
 
 // Exit codes.
@@ -156,7 +157,7 @@ func (f *flags) effectiveConfig() (config.Config, error) {
 		cfg.CollectionMode = f.mode
 	}
 	var errs []error
-	if err := cfg.Validate(); err != nil {
+	if err := errors.Join(cfg.Validate(), inventory.CheckBudget(&cfg)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := exposition.CheckNamespace(f.namespace); err != nil {
@@ -213,7 +214,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	defer c.Close()
-	reg = exposition.NewRegistry(exposition.NewCollector(c.Publisher(), f.namespace), f.namespace)
+	reg = exposition.NewRegistry(exposition.NewMetrics(c.Publisher(), f.namespace), f.namespace)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -8,6 +8,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 )
 
@@ -119,7 +120,7 @@ func benchSteady(mode string) func(*testing.B) {
 			b.Errorf("%d steady cycles allocated %d times, want 0 per cycle", b.N, n)
 		}
 		b.ReportMetric(float64(n)/float64(b.N), "allocs/cycle")
-		s = snapshot(c)
+		s = published(c)
 		reportCycle(b, &s, s.SyscallsTotal()-before)
 	}
 }
@@ -130,7 +131,7 @@ func benchFirst(mode string) func(*testing.B) {
 		opts := kernelConfig(b, mode)
 		ctx := context.Background()
 		var syscalls uint64
-		var s Snapshot
+		var s snapshot.Snapshot
 		b.ReportAllocs()
 		for b.Loop() {
 			b.StopTimer()
@@ -158,7 +159,7 @@ func benchFirst(mode string) func(*testing.B) {
 // requireAllTracked fails a benchmark whose tables did not hold every
 // object: untracked objects are read in full every cycle, which is another
 // measurement.
-func requireAllTracked(b *testing.B, s *Snapshot) {
+func requireAllTracked(b *testing.B, s *snapshot.Snapshot) {
 	b.Helper()
 	for k := range kernel.NumKinds {
 		if ks := s.Kinds[k]; ks.Untracked != 0 || ks.Unreadable != 0 {
@@ -169,7 +170,7 @@ func requireAllTracked(b *testing.B, s *Snapshot) {
 
 // reportCycle reports the per-object figures of b.N cycles over the objects
 // the last snapshot s counted, which made syscalls system calls in all.
-func reportCycle(b *testing.B, s *Snapshot, syscalls uint64) {
+func reportCycle(b *testing.B, s *snapshot.Snapshot, syscalls uint64) {
 	var objects uint64
 	for _, ks := range s.Kinds {
 		objects += ks.Objects

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 func testConfig(t testing.TB) config.Config {
@@ -39,18 +40,18 @@ func newFakeCollector(t testing.TB, cfg config.Config, fk *fakeKernel, opts ...f
 	return c
 }
 
-func snapshot(c *Collector) Snapshot {
-	var s Snapshot
+func published(c *Collector) snapshot.Snapshot {
+	var s snapshot.Snapshot
 	c.Publisher().Load(&s)
 	return s
 }
 
-func mustCycle(t testing.TB, c *Collector) Snapshot {
+func mustCycle(t testing.TB, c *Collector) snapshot.Snapshot {
 	t.Helper()
 	if err := c.Cycle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return snapshot(c)
+	return published(c)
 }
 
 func TestFakeCountsMemoryAndTypes(t *testing.T) {
@@ -271,7 +272,7 @@ func TestFakeEPERMIsCountedNotEnd(t *testing.T) {
 	if err := c.Cycle(context.Background()); !errors.Is(err, unix.EPERM) {
 		t.Fatalf("listing failure gave %v", err)
 	}
-	after := snapshot(c)
+	after := published(c)
 	if after.Errors[kernel.OpNextID] != 1 || after.Kinds != s.Kinds || after.Cycles != 1 {
 		t.Fatal("a failed listing must be counted and keep the last complete picture")
 	}
@@ -292,7 +293,7 @@ func TestFakeMemoryBudgetSuspendsAndResumes(t *testing.T) {
 	if err := c.Cycle(context.Background()); !errors.Is(err, ErrMemoryLimit) {
 		t.Fatalf("cycle at 90%%: %v", err)
 	}
-	s := snapshot(c)
+	s := published(c)
 	if s.Active || s.MemoryLimitHits != 1 || s.Kinds != good.Kinds || s.LastSuccessUnixNano != good.LastSuccessUnixNano || !s.Valid {
 		t.Fatalf("suspended snapshot: active %v hits %d", s.Active, s.MemoryLimitHits)
 	}
@@ -322,7 +323,7 @@ func TestFakeStopsMidCycleWithoutPublishing(t *testing.T) {
 	if time.Since(start) > time.Second {
 		t.Fatal("cancellation took more than a second")
 	}
-	if s := snapshot(c); s.Kinds != good.Kinds || s.Cycles != 1 {
+	if s := published(c); s.Kinds != good.Kinds || s.Cycles != 1 {
 		t.Fatal("a cancelled cycle published a partial picture")
 	}
 	if fk.openFDs() != 0 {
@@ -341,7 +342,7 @@ func TestFakeOverrunIsCountedAndCyclesDoNotOverlap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
 	defer cancel()
 	c.Run(ctx)
-	s := snapshot(c)
+	s := published(c)
 	if s.Overruns == 0 {
 		t.Fatal("no overrun counted")
 	}
@@ -363,7 +364,7 @@ func TestFakeIntervalTakesEffect(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		c.Run(ctx)
 		cancel()
-		if s := snapshot(c); s.Cycles < tc.minC || s.Cycles > tc.maxC {
+		if s := published(c); s.Cycles < tc.minC || s.Cycles > tc.maxC {
 			t.Errorf("interval %v: %d cycles in 1s", tc.interval, s.Cycles)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen/bpftool"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 )
 
@@ -154,7 +155,7 @@ var bpftoolKinds = [kernel.NumKinds]bpftool.Kind{bpftool.Map, bpftool.Program, b
 // cycleMatchingBpftool runs a cycle between two bpftool listings that agree
 // (nothing else changed the kernel meanwhile) and returns the snapshot and
 // bpftool's counts and memory.
-func cycleMatchingBpftool(t *testing.T, c *Collector) (Snapshot, [kernel.NumKinds]int, [kernel.NumKinds]uint64) {
+func cycleMatchingBpftool(t *testing.T, c *Collector) (snapshot.Snapshot, [kernel.NumKinds]int, [kernel.NumKinds]uint64) {
 	t.Helper()
 	for try := 0; try < 20; try++ {
 		var n1, n2 [kernel.NumKinds]int
@@ -195,7 +196,7 @@ func TestKernelMatchesBpftool(t *testing.T) {
 			}
 			defer c.Close()
 
-			check := func(what string) Snapshot {
+			check := func(what string) snapshot.Snapshot {
 				s, counts, mem := cycleMatchingBpftool(t, c)
 				for k := range kernel.NumKinds {
 					ks := s.Kinds[k]
@@ -499,7 +500,7 @@ func allocPrimitive(fn string) bool {
 }
 
 func snapshotObjects(c *Collector) (n uint64) {
-	s := snapshot(c)
+	s := published(c)
 	for _, k := range s.Kinds {
 		n += k.Objects
 	}
@@ -600,7 +601,7 @@ func TestKernelMemoryBudget(t *testing.T) {
 	if err := c.Cycle(context.Background()); err != ErrMemoryLimit {
 		t.Fatalf("with 48 MiB of ballast: %v", err)
 	}
-	s := snapshot(c)
+	s := published(c)
 	if s.Active || s.MemoryLimitHits != 1 || s.MemoryUsageBytes < 43<<20 {
 		t.Fatalf("suspended: active %v hits %d usage %d", s.Active, s.MemoryLimitHits, s.MemoryUsageBytes)
 	}
@@ -609,7 +610,7 @@ func TestKernelMemoryBudget(t *testing.T) {
 	if err := c.Cycle(context.Background()); err != nil {
 		t.Fatalf("after releasing the ballast: %v", err)
 	}
-	if s := snapshot(c); !s.Active || s.MemoryLimitHits != 1 {
+	if s := published(c); !s.Active || s.MemoryLimitHits != 1 {
 		t.Fatalf("not resumed: %+v", s.Active)
 	}
 }
@@ -668,9 +669,9 @@ func TestKernelIteratorEqualsSyscall(t *testing.T) {
 	defer it.Close()
 
 	for try := 0; ; try++ {
-		var s1, s2 Snapshot
+		var s1, s2 snapshot.Snapshot
 		_, counts, mem := cycleMatchingBpftool(t, sys)
-		s1 = snapshot(sys)
+		s1 = published(sys)
 		s2 = mustCycle(t, it)
 		_, counts2, mem2 := cycleMatchingBpftool(t, sys)
 		if (counts != counts2 || mem != mem2) && try < 10 {
@@ -688,7 +689,7 @@ func TestKernelIteratorEqualsSyscall(t *testing.T) {
 			for i := range a.Types {
 				x, y := a.Types[i], b.Types[i]
 				if x.Objects != y.Objects || x.MemoryBytes != y.MemoryBytes {
-					t.Errorf("%s type %s: syscall %+v, iterator %+v", kernel.Kind(k), TypeLabel(kernel.Kind(k), i), x, y)
+					t.Errorf("%s type %s: syscall %+v, iterator %+v", kernel.Kind(k), snapshot.TypeLabel(kernel.Kind(k), i), x, y)
 				}
 			}
 			if b.MemoryUnknown != 0 || b.Unreadable != 0 {

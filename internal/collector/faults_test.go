@@ -14,6 +14,7 @@ import (
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 // faultKernel wraps a kernel.Syscalls (the fake kernel or the real one) and
@@ -282,7 +283,7 @@ func TestFakeListingFault(t *testing.T) {
 			if err := c.Cycle(context.Background()); !errors.Is(err, errno) {
 				t.Fatalf("cycle with a listing fault: %v", err)
 			}
-			s := snapshot(c)
+			s := published(c)
 			if s.Kinds != good.Kinds || s.Cycles != 1 || s.Errors[kernel.OpNextID] != 1 || !s.Active {
 				t.Fatalf("after the fault: cycles %d errors %v active %v; picture changed: %v", s.Cycles, s.Errors, s.Active, s.Kinds != good.Kinds)
 			}
@@ -331,7 +332,7 @@ func TestFakeIteratorsFailToLoad(t *testing.T) {
 			t.Errorf("%s read by %q, want syscall", kernel.Kind(k), s.Mode[k])
 		}
 	}
-	for _, f := range []Feature{FeatureMapIterator, FeatureProgIterator, FeatureLinkIterator, FeatureElementCounts} {
+	for _, f := range []snapshot.Feature{snapshot.FeatureMapIterator, snapshot.FeatureProgIterator, snapshot.FeatureLinkIterator, snapshot.FeatureElementCounts} {
 		if s.Features[f] {
 			t.Errorf("feature %s on", f)
 		}

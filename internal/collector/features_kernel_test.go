@@ -8,6 +8,7 @@ import (
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 )
 
@@ -40,18 +41,18 @@ func TestKernelFeatures(t *testing.T) {
 			defer c.Close()
 			s := mustCycle(t, c)
 			iter := mode != config.ModeSyscall
-			var want [NumFeatures]bool
-			want[FeatureMapIterator] = iter
-			want[FeatureProgIterator] = iter
-			want[FeatureLinkIterator] = iter && links
-			want[FeatureElementCounts] = iter && elements
-			for f := range NumFeatures {
+			var want [snapshot.NumFeatures]bool
+			want[snapshot.FeatureMapIterator] = iter
+			want[snapshot.FeatureProgIterator] = iter
+			want[snapshot.FeatureLinkIterator] = iter && links
+			want[snapshot.FeatureElementCounts] = iter && elements
+			for f := range snapshot.NumFeatures {
 				if s.Features[f] != want[f] {
 					t.Errorf("feature %s: %v, want %v on %s", f, s.Features[f], want[f], testutil.KernelRelease())
 				}
 			}
-			if s.ElementCounts != want[FeatureElementCounts] {
-				t.Errorf("Snapshot.ElementCounts %v, want %v", s.ElementCounts, want[FeatureElementCounts])
+			if s.ElementCounts != want[snapshot.FeatureElementCounts] {
+				t.Errorf("Snapshot.ElementCounts %v, want %v", s.ElementCounts, want[snapshot.FeatureElementCounts])
 			}
 			byIter := [kernel.NumKinds]bool{iter, iter, iter && links}
 			for k := range kernel.NumKinds {
@@ -61,9 +62,9 @@ func TestKernelFeatures(t *testing.T) {
 			}
 			ts := s.Kinds[kernel.KindMap].Types[kernel.MapTypeHash]
 			switch {
-			case want[FeatureElementCounts] && (ts.Elements < 60 || ts.NearFull < 1):
+			case want[snapshot.FeatureElementCounts] && (ts.Elements < 60 || ts.NearFull < 1):
 				t.Errorf("hash maps: %d elements, %d near full; want at least 60 and 1", ts.Elements, ts.NearFull)
-			case !want[FeatureElementCounts] && (ts.Elements != 0 || ts.NearFull != 0):
+			case !want[snapshot.FeatureElementCounts] && (ts.Elements != 0 || ts.NearFull != 0):
 				t.Errorf("hash maps: %d elements, %d near full without element counts", ts.Elements, ts.NearFull)
 			}
 		})

@@ -60,7 +60,7 @@ func TestKernelChurn(t *testing.T) {
 					break
 				}
 				cycles++
-				if snapshot(c).Kinds[kernel.KindLink].Unreadable > 0 {
+				if published(c).Kinds[kernel.KindLink].Unreadable > 0 {
 					unsettled++
 				}
 				time.Sleep(10 * time.Millisecond)
@@ -69,7 +69,7 @@ func TestKernelChurn(t *testing.T) {
 			if churn != nil || slowErr != nil {
 				t.Fatal(churn, slowErr)
 			}
-			s := snapshot(c)
+			s := published(c)
 			t.Logf("%s: %d cycles during churn of %d objects in %v (%.0f/s) and %d raw tracepoint links; "+
 				"%d cycles met a link not yet attached; created %d, removed %d maps seen",
 				mode, cycles, st.Objects(), st.Elapsed, st.Rate(), slow, unsettled, s.Kinds[kernel.KindMap].Created, s.Kinds[kernel.KindMap].Removed)
@@ -210,7 +210,7 @@ func TestKernelIteratorCycleCancelled(t *testing.T) {
 	if took > time.Second {
 		t.Fatalf("cancellation took %v", took)
 	}
-	s := snapshot(c)
+	s := published(c)
 	if s.Kinds != good.Kinds || s.Cycles != good.Cycles || s.LastSuccessUnixNano != good.LastSuccessUnixNano {
 		t.Fatal("a cancelled cycle published a partial picture")
 	}

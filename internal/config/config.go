@@ -12,9 +12,6 @@ import (
 	"math"
 	"strings"
 	"time"
-
-	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
-	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 )
 
 // Collection modes: how the agent reads the kernel.
@@ -111,9 +108,10 @@ func (c Config) Burst() int {
 	return int(r)
 }
 
-// Validate reports every value that is out of range, and whether the tables
-// fit the memory budget. It returns all problems at once (errors.Join), each
-// naming its YAML key, so that a user fixes them in one go.
+// Validate reports every value that is out of range. It returns all
+// problems at once (errors.Join), each naming its YAML key, so that a user
+// fixes them in one go. Whether the tables fit the memory budget depends on
+// the size of a record: inventory.CheckBudget says.
 func (c *Config) Validate() error {
 	var errs []error
 	add := func(key, format string, args ...any) {
@@ -134,11 +132,9 @@ func (c *Config) Validate() error {
 		{keyMaxTrackedPrograms, c.MaxTrackedPrograms},
 		{keyMaxTrackedLinks, c.MaxTrackedLinks},
 	}
-	tablesOK := true
 	for _, t := range tracked {
 		if t.n < 1 || t.n > maxTracked {
 			add(t.key, "must be between 1 and %d, got %d", maxTracked, t.n)
-			tablesOK = false
 		}
 	}
 	if c.CollectionInterval < MinCollectionInterval {
@@ -162,21 +158,5 @@ func (c *Config) Validate() error {
 		add(keyCollectionMode, "unknown mode %q, want one of %s", c.CollectionMode, strings.Join([]string{ModeAuto, ModeIterator, ModeSyscall}, ", "))
 	}
 
-	// The tables are preallocated at start; the other half of the budget is
-	// for the Go runtime, the HTTP server and the published snapshots.
-	// Checked only with sane capacities, so that the figures mean something.
-	if tablesOK {
-		var caps [kernel.NumKinds]int
-		caps[kernel.KindMap] = c.MaxTrackedMaps
-		caps[kernel.KindProg] = c.MaxTrackedPrograms
-		caps[kernel.KindLink] = c.MaxTrackedLinks
-		if need, have := inventory.TableBytes(caps), c.MaxMemoryBytes/2; need > have {
-			errs = append(errs, fmt.Errorf("%s, %s, %s: tables for %d maps, %d programs and %d links need %d bytes, "+
-				"more than half of %s (%d / 2 = %d bytes); lower them or raise %s",
-				keyMaxTrackedMaps, keyMaxTrackedPrograms, keyMaxTrackedLinks,
-				c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks, need,
-				keyMaxMemoryBytes, c.MaxMemoryBytes, have, keyMaxMemoryBytes))
-		}
-	}
 	return errors.Join(errs...)
 }

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
 )
 
 // writeFile writes content to a new file in a temporary directory.
@@ -281,17 +279,12 @@ func TestLoadFileErrors(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	// Capacities whose tables need more than 1 MiB, so that the budget, not
-	// MinMemoryBytes, decides at the boundary.
-	big := [3]int{10000, 5000, 2000}
-	bigNeed := inventory.TableBytes(big)
 	withTables := func(caps [3]int, mem uint64) func(*Config) {
 		return func(c *Config) {
 			c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = caps[0], caps[1], caps[2]
 			c.MaxMemoryBytes = mem
 		}
 	}
-	budgetKeys := []string{"max_tracked_maps", "max_tracked_programs", "max_tracked_links", "max_memory_bytes"}
 
 	tests := []struct {
 		name string
@@ -328,11 +321,6 @@ func TestValidate(t *testing.T) {
 		{"empty mode", func(c *Config) { c.CollectionMode = "" }, []string{"collection_mode"}},
 		{"iterator mode", func(c *Config) { c.CollectionMode = ModeIterator }, nil},
 		{"syscall mode", func(c *Config) { c.CollectionMode = ModeSyscall }, nil},
-		{"a million maps in 10MiB", func(c *Config) { c.MaxTrackedMaps = 1000000 },
-			append(budgetKeys, strconv.FormatUint(inventory.TableBytes([3]int{1000000, 200, 100}), 10), "5242880")},
-		{"tables exactly half", withTables(big, 2*bigNeed), nil},
-		{"tables one byte over half", withTables(big, 2*bigNeed-1),
-			append(budgetKeys, strconv.FormatUint(bigNeed, 10), strconv.FormatUint(bigNeed-1, 10))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

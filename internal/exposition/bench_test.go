@@ -10,8 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 
-	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 // realisticSnapshot is a busy node: 10,000 maps of 16 types, 5,000
@@ -46,14 +46,14 @@ func (w *discardWriter) reset() {
 // prometheusAccept is the Accept header of Prometheus 2.x's scrapes.
 const prometheusAccept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 
-func realisticSnapshot() *collector.Snapshot {
+func realisticSnapshot() *snapshot.Snapshot {
 	s := testSnapshot()
 	fill := func(k kernel.Kind, objects, types int, memPerObject uint64) {
 		ks := &s.Kinds[k]
-		*ks = collector.KindStats{Capacity: uint64(objects)}
+		*ks = snapshot.KindStats{Capacity: uint64(objects)}
 		for i := 1; i <= types; i++ {
 			n := uint64(objects / types)
-			ks.Types[i] = collector.TypeStats{Objects: n, MemoryBytes: n * memPerObject, RunTimeNs: n * 1e6, RunCount: n * 1e3}
+			ks.Types[i] = snapshot.TypeStats{Objects: n, MemoryBytes: n * memPerObject, RunTimeNs: n * 1e6, RunCount: n * 1e3}
 			ks.TypesSeen[i/64] |= 1 << (uint(i) % 64)
 			ks.Objects += n
 			ks.MemoryBytes += n * memPerObject
@@ -70,7 +70,7 @@ func realisticSnapshot() *collector.Snapshot {
 // full registry (snapshot, Go, process, build info) and encoding in the
 // Prometheus text format.
 func BenchmarkScrape(b *testing.B) {
-	reg := NewRegistry(NewCollector(publish(realisticSnapshot()), ""), "")
+	reg := NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "")
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := WriteText(io.Discard, reg); err != nil {
@@ -83,7 +83,7 @@ func BenchmarkScrape(b *testing.B) {
 // too.
 func BenchmarkCollect(b *testing.B) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(publish(realisticSnapshot()), ""))
+	reg.MustRegister(NewMetrics(publish(realisticSnapshot()), ""))
 	b.ReportAllocs()
 	for b.Loop() {
 		mfs, err := reg.Gather()
@@ -101,7 +101,7 @@ func BenchmarkCollect(b *testing.B) {
 
 // refreshedCache is the cache of a realistic snapshot's registry, refreshed.
 func refreshedCache(b *testing.B) *Cache {
-	cache := NewCache(NewRegistry(NewCollector(publish(realisticSnapshot()), ""), ""))
+	cache := NewCache(NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), ""))
 	if err := cache.Refresh(); err != nil {
 		b.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func BenchmarkScrapePromhttpCached(b *testing.B) {
 // BenchmarkScrapeUncached is the same scrape gathering the registry each
 // time, for comparison.
 func BenchmarkScrapeUncached(b *testing.B) {
-	reg := NewRegistry(NewCollector(publish(realisticSnapshot()), ""), "")
+	reg := NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "")
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	scrapeLoop(b, h, req)
@@ -168,7 +168,7 @@ func BenchmarkScrapeUncached(b *testing.B) {
 // gzipped. BenchmarkCacheGather is the gathering alone, what a refresh cost
 // before the cache kept encoded bodies.
 func BenchmarkCacheRefresh(b *testing.B) {
-	cache := NewCache(NewRegistry(NewCollector(publish(realisticSnapshot()), ""), ""))
+	cache := NewCache(NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), ""))
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := cache.Refresh(); err != nil {
@@ -179,7 +179,7 @@ func BenchmarkCacheRefresh(b *testing.B) {
 }
 
 func BenchmarkCacheGather(b *testing.B) {
-	reg := NewRegistry(NewCollector(publish(realisticSnapshot()), ""), "")
+	reg := NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "")
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := reg.Gather(); err != nil {

@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 	agenttest "github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 )
 
@@ -63,7 +63,7 @@ func TestMetricsReference(t *testing.T) {
 		documented[m.Name] = m
 	}
 
-	c := NewCollector(publish(testSnapshot()), "")
+	c := NewMetrics(publish(testSnapshot()), "")
 	described := make(map[string][]string) // name → variable labels, sorted
 	ch := make(chan *prometheus.Desc, 256)
 	c.Describe(ch)
@@ -190,7 +190,7 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		stats    = "with system stats"
 		elements = "with element counts"
 	)
-	beforeCycle := &collector.Snapshot{Active: true, Mode: [kernel.NumKinds]string{"syscall", "syscall", "syscall"}}
+	beforeCycle := &snapshot.Snapshot{Active: true, Mode: [kernel.NumKinds]string{"syscall", "syscall", "syscall"}}
 	plain := testSnapshot()
 	plain.SystemStats, plain.ElementCounts = false, false
 	withStats := testSnapshot()
@@ -200,7 +200,7 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 
 	for _, tc := range []struct {
 		name string
-		s    *collector.Snapshot
+		s    *snapshot.Snapshot
 		want []string // the values of the present column whose metrics are sent
 	}{
 		{"before the first cycle", beforeCycle, []string{always}},
@@ -208,7 +208,7 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		{"with system stats", withStats, []string{always, cycle, stats}},
 		{"with element counts", withElements, []string{always, cycle, elements}},
 	} {
-		fams := gatheredFamilies(t, pedantic(NewCollector(publish(tc.s), "")))
+		fams := gatheredFamilies(t, pedantic(NewMetrics(publish(tc.s), "")))
 		for _, name := range sortedKeys(documented) {
 			doc := documented[name]
 			if name == DefaultNamespace+"_build_info" {

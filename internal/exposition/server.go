@@ -24,7 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 // Defaults of the ServerConfig fields left at their zero value.
@@ -97,9 +97,9 @@ type ServerConfig struct {
 
 // SnapshotReady returns a ServerConfig.Ready that reports whether pub holds
 // the snapshot of a complete cycle.
-func SnapshotReady(pub *collector.Publisher) func() bool {
+func SnapshotReady(pub *snapshot.Publisher) func() bool {
 	return func() bool {
-		var s collector.Snapshot
+		var s snapshot.Snapshot
 		pub.Load(&s)
 		return s.Valid
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 	agenttest "github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 )
 
@@ -85,12 +85,12 @@ func get(t *testing.T, url string, header ...string) response {
 	return response{resp.StatusCode, resp.Header, string(body)}
 }
 
-func testRegistry(pub *collector.Publisher) *prometheus.Registry {
-	return NewRegistry(NewCollector(pub, ""), "")
+func testRegistry(pub *snapshot.Publisher) *prometheus.Registry {
+	return NewRegistry(NewMetrics(pub, ""), "")
 }
 
 func TestServerEndpoints(t *testing.T) {
-	pub := new(collector.Publisher)
+	pub := new(snapshot.Publisher)
 	reg := testRegistry(pub)
 	_, base := startServer(t, ServerConfig{Ready: SnapshotReady(pub)}, reg)
 
@@ -446,7 +446,7 @@ func TestNewServerErrors(t *testing.T) {
 // /-/ready, served from the cache, turns 200 only once the cache has
 // gathered the completed cycle: a scrape after a 200 shows the objects.
 func TestCacheReady(t *testing.T) {
-	pub := new(collector.Publisher)
+	pub := new(snapshot.Publisher)
 	cache := NewCache(testRegistry(pub))
 	_, base := startServer(t, ServerConfig{Ready: cache.Ready(SnapshotReady(pub))}, cache)
 

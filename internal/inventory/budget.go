@@ -1,8 +1,10 @@
 package inventory
 
 import (
+	"fmt"
 	"unsafe"
 
+	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 )
 
@@ -18,4 +20,32 @@ func TableBytes(caps [kernel.NumKinds]int) uint64 {
 		n += uint64(c) * uint64(BytesPerTracked)
 	}
 	return n
+}
+
+// Capacities returns the table capacity of each kind that c configures.
+func Capacities(c *config.Config) [kernel.NumKinds]int {
+	var caps [kernel.NumKinds]int
+	caps[kernel.KindMap] = c.MaxTrackedMaps
+	caps[kernel.KindProg] = c.MaxTrackedPrograms
+	caps[kernel.KindLink] = c.MaxTrackedLinks
+	return caps
+}
+
+// CheckBudget reports whether the tables c configures fit half of its
+// memory budget: they are preallocated at start, and the other half is for
+// the Go runtime, the HTTP server and the published snapshots. Capacities
+// out of range are Validate's to report; CheckBudget says nothing of them.
+func CheckBudget(c *config.Config) error {
+	caps := Capacities(c)
+	for _, n := range caps {
+		if n < 1 || n > 1<<31-1 {
+			return nil
+		}
+	}
+	if need, have := TableBytes(caps), c.MaxMemoryBytes/2; need > have {
+		return fmt.Errorf("max_tracked_maps, max_tracked_programs, max_tracked_links: tables for %d maps, %d programs and %d links need %d bytes, "+
+			"more than half of max_memory_bytes (%d / 2 = %d bytes); lower them or raise max_memory_bytes",
+			c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks, need, c.MaxMemoryBytes, have)
+	}
+	return nil
 }

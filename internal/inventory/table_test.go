@@ -1,8 +1,11 @@
 package inventory
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 )
 
@@ -109,6 +112,53 @@ func TestTableCycleAllocatesNothing(t *testing.T) {
 func TestTableBytes(t *testing.T) {
 	if got, want := TableBytes([kernel.NumKinds]int{500, 200, 100}), uint64(800)*uint64(BytesPerTracked); got != want {
 		t.Fatalf("%d, want %d", got, want)
+	}
+}
+
+// TestCheckBudget: the tables must fit half the memory budget, to the byte.
+func TestCheckBudget(t *testing.T) {
+	// Capacities whose tables need more than 1 MiB, so that the budget, not
+	// config.MinMemoryBytes, decides at the boundary.
+	big := [3]int{10000, 5000, 2000}
+	bigNeed := TableBytes(big)
+	keys := []string{"max_tracked_maps", "max_tracked_programs", "max_tracked_links", "max_memory_bytes"}
+	for _, tc := range []struct {
+		name string
+		caps [3]int
+		mem  uint64
+		want []string // nil: fits
+	}{
+		{"production", [3]int{500, 200, 100}, 10 << 20, nil},
+		{"a million maps in 10MiB", [3]int{1000000, 200, 100}, 10 << 20,
+			append(keys, strconv.FormatUint(TableBytes([3]int{1000000, 200, 100}), 10), "5242880")},
+		{"tables exactly half", big, 2 * bigNeed, nil},
+		{"tables one byte over half", big, 2*bigNeed - 1,
+			append(keys, strconv.FormatUint(bigNeed, 10), strconv.FormatUint(bigNeed-1, 10))},
+		{"capacity out of range: Validate's to say", [3]int{0, 1, 1}, 1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := config.ForProfile(config.ProfileProduction)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = tc.caps[0], tc.caps[1], tc.caps[2]
+			c.MaxMemoryBytes = tc.mem
+			err = CheckBudget(&c)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%q does not name %s", err, w)
+				}
+			}
+		})
 	}
 }
 

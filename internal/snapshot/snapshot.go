@@ -1,4 +1,8 @@
-package collector
+// Package snapshot is the contract between the collector, which fills a
+// Snapshot at the end of each complete cycle, and everything that shows it:
+// the Prometheus metrics, OTLP, the history and the status page. None of
+// those imports the collector.
+package snapshot
 
 import (
 	"strconv"
@@ -98,7 +102,7 @@ type Snapshot struct {
 	LastSuccessUnixNano int64 // end of the last complete cycle
 	LastDurationNs      int64
 
-	MemoryUsageBytes  uint64 // the agent's measured memory (see collector.MemoryUsage)
+	MemoryUsageBytes  uint64 // the agent's measured memory (see collector.MemoryMeter)
 	MemoryBudgetBytes uint64 // max_memory_bytes
 }
 
@@ -175,8 +179,6 @@ var typeLabels = func() (l [kernel.NumKinds][MaxTypes]string) {
 
 // Seen reports whether type slot i was ever seen.
 func (ks *KindStats) Seen(i int) bool { return ks.TypesSeen[i/64]&(1<<(uint(i)%64)) != 0 }
-
-func (ks *KindStats) markSeen(i int) { ks.TypesSeen[i/64] |= 1 << (uint(i) % 64) }
 
 // SyscallsTotal is the number of system calls since start, all operations
 // together.

@@ -1,9 +1,9 @@
-// Package exposition renders the published collector.Snapshot: a Prometheus
+// Package exposition renders the published snapshot.Snapshot: a Prometheus
 // collector over it, the registry that adds the Go, process and build
 // metrics, the text output of --once, and the HTTP server of /metrics.
 //
 // Nothing here reads the kernel: a scrape copies the latest snapshot out of
-// the collector.Publisher and turns it into constant metrics.
+// the snapshot.Publisher and turns it into constant metrics.
 package exposition
 
 import (
@@ -12,8 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 // DefaultNamespace prefixes every metric name of the agent unless another
@@ -23,7 +23,7 @@ const DefaultNamespace = "odigos_ebpf"
 var namespaceRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // CheckNamespace reports whether ns can prefix metric names in the classic
-// Prometheus character set ([a-zA-Z_][a-zA-Z0-9_]*). NewCollector and
+// Prometheus character set ([a-zA-Z_][a-zA-Z0-9_]*). NewMetrics and
 // NewRegistry panic on a namespace that fails this check, so configuration
 // should call it first. The empty string is accepted and means
 // DefaultNamespace.
@@ -58,7 +58,7 @@ var memoryKinds = [...]kernel.Kind{kernel.KindMap, kernel.KindProg}
 // constant metrics, so Collect and Describe may run concurrently with each
 // other and with the collector's cycle.
 type snapshotCollector struct {
-	pub   *collector.Publisher
+	pub   *snapshot.Publisher
 	descs []*prometheus.Desc // every descriptor, for Describe
 
 	// Label values, computed once.
@@ -98,10 +98,10 @@ type snapshotCollector struct {
 	lastSuccess, lastDuration *prometheus.Desc
 }
 
-// NewCollector returns a collector of the snapshots published in pub, with
+// NewMetrics returns a Prometheus collector of the snapshots published in pub, with
 // metric names prefixed by namespace ("" means DefaultNamespace). See
 // CheckNamespace.
-func NewCollector(pub *collector.Publisher, namespace string) prometheus.Collector {
+func NewMetrics(pub *snapshot.Publisher, namespace string) prometheus.Collector {
 	ns := namespaceOrDefault(namespace)
 	c := &snapshotCollector{pub: pub}
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
@@ -219,7 +219,7 @@ func NewCollector(pub *collector.Publisher, namespace string) prometheus.Collect
 	return c
 }
 
-// Describe sends the descriptors built by NewCollector, the same every time.
+// Describe sends the descriptors built by NewMetrics, the same every time.
 func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
@@ -233,7 +233,7 @@ func (c *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 // without one: the collector's state, memory, mode and counters, never
 // object gauges at a made-up 0.
 func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
-	var s collector.Snapshot
+	var s snapshot.Snapshot
 	c.pub.Load(&s)
 
 	gauge(ch, c.active, boolValue(s.Active))
@@ -250,7 +250,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(ch, c.syscalls, float64(s.Syscalls[op]), c.opNames[op])
 	}
 	c.collectDuration(ch, &s)
-	for f := range collector.NumFeatures {
+	for f := range snapshot.NumFeatures {
 		gauge(ch, c.feature, boolValue(s.Features[f]), f.String())
 	}
 	for k := range kernel.NumKinds {
@@ -289,7 +289,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // collectTypes sends the per-type series of kind k: one per type ever seen.
-func (c *snapshotCollector) collectTypes(ch chan<- prometheus.Metric, s *collector.Snapshot, k kernel.Kind) {
+func (c *snapshotCollector) collectTypes(ch chan<- prometheus.Metric, s *snapshot.Snapshot, k kernel.Kind) {
 	ks := &s.Kinds[k]
 	stats := k == kernel.KindProg && s.SystemStats
 	for i := range ks.Types {
@@ -297,7 +297,7 @@ func (c *snapshotCollector) collectTypes(ch chan<- prometheus.Metric, s *collect
 			continue
 		}
 		t := &ks.Types[i]
-		typ := collector.TypeLabel(k, i)
+		typ := snapshot.TypeLabel(k, i)
 		gauge(ch, c.typeObjects[k], float64(t.Objects), typ)
 		if c.typeMemory[k] != nil {
 			gauge(ch, c.typeMemory[k], float64(t.MemoryBytes), typ)
@@ -316,10 +316,10 @@ func (c *snapshotCollector) collectTypes(ch chan<- prometheus.Metric, s *collect
 
 // collectDuration sends the cycle duration histogram. The snapshot counts
 // each bucket alone; Prometheus buckets are cumulative.
-func (c *snapshotCollector) collectDuration(ch chan<- prometheus.Metric, s *collector.Snapshot) {
-	buckets := make(map[float64]uint64, len(collector.DurationBuckets))
+func (c *snapshotCollector) collectDuration(ch chan<- prometheus.Metric, s *snapshot.Snapshot) {
+	buckets := make(map[float64]uint64, len(snapshot.DurationBuckets))
 	var cum uint64
-	for i, upper := range collector.DurationBuckets {
+	for i, upper := range snapshot.DurationBuckets {
 		cum += s.DurationCounts[i]
 		buckets[upper] = cum
 	}

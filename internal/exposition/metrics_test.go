@@ -14,14 +14,14 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.prom from the current output")
 
 // seen returns a TypesSeen with the given type slots set.
-func seen(slots ...int) (s [collector.MaxTypes / 64]uint64) {
+func seen(slots ...int) (s [snapshot.MaxTypes / 64]uint64) {
 	for _, i := range slots {
 		s[i/64] |= 1 << (uint(i) % 64)
 	}
@@ -30,8 +30,8 @@ func seen(slots ...int) (s [collector.MaxTypes / 64]uint64) {
 
 // testSnapshot is a small complete cycle: two map types, one program type,
 // one link type, run-time statistics on, four cycles in the histogram.
-func testSnapshot() *collector.Snapshot {
-	s := &collector.Snapshot{
+func testSnapshot() *snapshot.Snapshot {
+	s := &snapshot.Snapshot{
 		Valid:       true,
 		Active:      true,
 		SystemStats: true,
@@ -54,12 +54,12 @@ func testSnapshot() *collector.Snapshot {
 	s.DurationCounts[3] = 2 // <= 8 ms
 
 	s.ElementCounts = true
-	s.Features[collector.FeatureMapIterator] = true
-	s.Features[collector.FeatureProgIterator] = true
-	s.Features[collector.FeatureElementCounts] = true
-	s.Features[collector.FeatureRunTimeStats] = true
-	s.Own[kernel.KindProg] = collector.OwnStats{Objects: 1, MemoryBytes: 4096}
-	s.Own[kernel.KindLink] = collector.OwnStats{Objects: 1}
+	s.Features[snapshot.FeatureMapIterator] = true
+	s.Features[snapshot.FeatureProgIterator] = true
+	s.Features[snapshot.FeatureElementCounts] = true
+	s.Features[snapshot.FeatureRunTimeStats] = true
+	s.Own[kernel.KindProg] = snapshot.OwnStats{Objects: 1, MemoryBytes: 4096}
+	s.Own[kernel.KindLink] = snapshot.OwnStats{Objects: 1}
 	s.Errors[kernel.OpGetFD] = 1
 	s.Errors[kernel.OpFDInfo] = 3
 	for op := range kernel.NumOps {
@@ -67,32 +67,32 @@ func testSnapshot() *collector.Snapshot {
 	}
 
 	m := &s.Kinds[kernel.KindMap]
-	*m = collector.KindStats{Objects: 3, MemoryBytes: 1536, Tracked: 3, Capacity: 1000, Created: 5, Removed: 2}
-	m.Types[kernel.MapTypeHash] = collector.TypeStats{Objects: 2, MemoryBytes: 1024, Elements: 150, MaxEntries: 200, NearFull: 1}
-	m.Types[kernel.MapTypeArray] = collector.TypeStats{Objects: 1, MemoryBytes: 512}
+	*m = snapshot.KindStats{Objects: 3, MemoryBytes: 1536, Tracked: 3, Capacity: 1000, Created: 5, Removed: 2}
+	m.Types[kernel.MapTypeHash] = snapshot.TypeStats{Objects: 2, MemoryBytes: 1024, Elements: 150, MaxEntries: 200, NearFull: 1}
+	m.Types[kernel.MapTypeArray] = snapshot.TypeStats{Objects: 1, MemoryBytes: 512}
 	m.TypesSeen = seen(int(kernel.MapTypeHash), int(kernel.MapTypeArray))
 
 	p := &s.Kinds[kernel.KindProg]
-	*p = collector.KindStats{Objects: 2, MemoryBytes: 8192, Tracked: 1, Capacity: 1, Untracked: 1, Created: 1}
-	p.Types[kernel.ProgTypeKprobe] = collector.TypeStats{Objects: 2, MemoryBytes: 8192, RunTimeNs: 1_500_000_000, RunCount: 42}
+	*p = snapshot.KindStats{Objects: 2, MemoryBytes: 8192, Tracked: 1, Capacity: 1, Untracked: 1, Created: 1}
+	p.Types[kernel.ProgTypeKprobe] = snapshot.TypeStats{Objects: 2, MemoryBytes: 8192, RunTimeNs: 1_500_000_000, RunCount: 42}
 	p.TypesSeen = seen(int(kernel.ProgTypeKprobe))
 
 	l := &s.Kinds[kernel.KindLink]
-	*l = collector.KindStats{Objects: 2, Tracked: 1, Capacity: 200, Unreadable: 1}
-	l.Types[kernel.LinkTypeTracing] = collector.TypeStats{Objects: 1}
+	*l = snapshot.KindStats{Objects: 2, Tracked: 1, Capacity: 200, Unreadable: 1}
+	l.Types[kernel.LinkTypeTracing] = snapshot.TypeStats{Objects: 1}
 	l.TypesSeen = seen(int(kernel.LinkTypeTracing))
 	return s
 }
 
-func publish(s *collector.Snapshot) *collector.Publisher {
-	pub := new(collector.Publisher)
+func publish(s *snapshot.Snapshot) *snapshot.Publisher {
+	pub := new(snapshot.Publisher)
 	pub.Publish(s)
 	return pub
 }
 
 // The expected text is written by hand: it is the contract.
 func TestCollectorRepresentative(t *testing.T) {
-	c := NewCollector(publish(testSnapshot()), "")
+	c := NewMetrics(publish(testSnapshot()), "")
 	const want = `
 # HELP odigos_ebpf_objects eBPF objects of each kind in the kernel at the end of the last complete cycle, tracked in detail or not.
 # TYPE odigos_ebpf_objects gauge
@@ -193,7 +193,7 @@ odigos_ebpf_collection_active 1
 // testdata/snapshot.prom (go test -run Golden -update rewrites it; review
 // the diff).
 func TestCollectorGolden(t *testing.T) {
-	c := NewCollector(publish(testSnapshot()), "")
+	c := NewMetrics(publish(testSnapshot()), "")
 	golden := filepath.Join("testdata", "snapshot.prom")
 	if *update {
 		// Not testutil.CollectAndFormat: with no names it writes nothing.
@@ -273,7 +273,7 @@ var allMetricNames = []string{
 }
 
 func TestCollectorInvalidSnapshot(t *testing.T) {
-	s := &collector.Snapshot{
+	s := &snapshot.Snapshot{
 		Active:            true,
 		Mode:              [kernel.NumKinds]string{"syscall", "syscall", "syscall"},
 		MemoryUsageBytes:  4 << 20,
@@ -281,7 +281,7 @@ func TestCollectorInvalidSnapshot(t *testing.T) {
 		Batches:           3, // a first cycle is under way
 	}
 	s.Syscalls[kernel.OpNextID] = 7
-	c := NewCollector(publish(s), "")
+	c := NewMetrics(publish(s), "")
 
 	for _, name := range []string{
 		"odigos_ebpf_objects", "odigos_ebpf_total_memory_bytes", "odigos_ebpf_memory_bytes",
@@ -343,9 +343,9 @@ func TestCollectorSeenTypesStay(t *testing.T) {
 	s := testSnapshot()
 	s.SystemStats = false
 	m := &s.Kinds[kernel.KindMap]
-	m.Types[kernel.MapTypeArray] = collector.TypeStats{} // the array map is gone, still seen
+	m.Types[kernel.MapTypeArray] = snapshot.TypeStats{} // the array map is gone, still seen
 	m.Objects, m.MemoryBytes, m.Tracked = 2, 1024, 2
-	c := NewCollector(publish(s), "")
+	c := NewMetrics(publish(s), "")
 
 	const want = `
 # HELP odigos_ebpf_map_objects eBPF maps in the kernel at the end of the last complete cycle, by map type. A type seen once keeps its series, at 0 when none is left.
@@ -370,13 +370,13 @@ odigos_ebpf_system_stats_enabled 0
 }
 
 // The overflow slot and types this build does not name get their labels
-// from collector.TypeLabel.
+// from snapshot.TypeLabel.
 func TestCollectorTypeLabels(t *testing.T) {
 	s := testSnapshot()
 	p := &s.Kinds[kernel.KindProg]
-	p.Types[collector.MaxTypes-1] = collector.TypeStats{Objects: 1}
-	p.TypesSeen = seen(int(kernel.ProgTypeKprobe), collector.MaxTypes-1)
-	c := NewCollector(publish(s), "")
+	p.Types[snapshot.MaxTypes-1] = snapshot.TypeStats{Objects: 1}
+	p.TypesSeen = seen(int(kernel.ProgTypeKprobe), snapshot.MaxTypes-1)
+	c := NewMetrics(publish(s), "")
 	const want = `
 # HELP odigos_ebpf_program_objects eBPF programs in the kernel at the end of the last complete cycle, by program type. A type seen once keeps its series, at 0 when none is left.
 # TYPE odigos_ebpf_program_objects gauge
@@ -389,7 +389,7 @@ odigos_ebpf_program_objects{program_type="unknown"} 1
 }
 
 func TestCollectorNamespace(t *testing.T) {
-	c := NewCollector(publish(testSnapshot()), "node_bpf")
+	c := NewMetrics(publish(testSnapshot()), "node_bpf")
 	if n := testutil.CollectAndCount(c, "node_bpf_objects"); n != 3 {
 		t.Errorf("node_bpf_objects: %d series, want 3", n)
 	}
@@ -411,7 +411,7 @@ func TestCollectorNamespace(t *testing.T) {
 // Describe must send the same descriptors every time, and Collect only
 // metrics of those descriptors (the pedantic registry checks the latter).
 func TestCollectorDescribe(t *testing.T) {
-	c := NewCollector(publish(testSnapshot()), "")
+	c := NewMetrics(publish(testSnapshot()), "")
 	describe := func() []string {
 		ch := make(chan *prometheus.Desc, 100)
 		c.Describe(ch)
@@ -434,7 +434,7 @@ func TestCollectorDescribe(t *testing.T) {
 }
 
 func TestCollectorLint(t *testing.T) {
-	c := NewCollector(publish(testSnapshot()), "")
+	c := NewMetrics(publish(testSnapshot()), "")
 	problems, err := testutil.CollectAndLint(c)
 	if err != nil {
 		t.Fatal(err)
@@ -457,7 +457,7 @@ func TestCollectorInvalidLabel(t *testing.T) {
 	s := testSnapshot()
 	s.Mode[kernel.KindMap] = "\xff"
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(NewCollector(publish(s), ""))
+	reg.MustRegister(NewMetrics(publish(s), ""))
 	mfs, err := reg.Gather()
 	if err == nil {
 		t.Fatal("Gather accepted a label value that is not UTF-8")

@@ -1,0 +1,61 @@
+// Accounting: what each object adds to the cycle's aggregates.
+
+package collector
+
+import (
+	"slices"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
+)
+
+// beginKind starts building kind k's table and aggregates for a pass, and
+// tells whether the pass reads run-time statistics.
+func (c *Collector) beginKind(k kernel.Kind) (*inventory.Table, *snapshot.KindStats, bool) {
+	t := c.tables[k]
+	t.Begin()
+	agg := &c.agg[k]
+	*agg = snapshot.KindStats{Capacity: uint64(t.Capacity())}
+	c.maxs[k], c.above[k] = 0, 0
+	c.ownAgg[k] = snapshot.OwnStats{}
+	return t, agg, c.snap.SystemStats && k == kernel.KindProg
+}
+
+// endKind completes kind k's aggregates at the end of a pass. Unreadable
+// objects are counted apart from the untracked ones.
+func (c *Collector) endKind(k kernel.Kind) {
+	agg := &c.agg[k]
+	agg.Tracked = uint64(c.tables[k].Building())
+	agg.Untracked = agg.Objects - agg.Tracked - agg.Unreadable
+}
+
+// account adds one readable object to the cycle's aggregates.
+func (c *Collector) account(k kernel.Kind, rec *kernel.Record) {
+	agg := &c.agg[k]
+	ti := snapshot.TypeIndex(rec.Type)
+	ts := &agg.Types[ti]
+	agg.Objects++
+	ts.Objects++
+	if k != kernel.KindLink && rec.Fields&kernel.HasMemory == 0 {
+		agg.MemoryUnknown++
+	}
+	agg.MemoryBytes += rec.Memory
+	ts.MemoryBytes += rec.Memory
+	ts.RunTimeNs += rec.RunTimeNs
+	ts.RunCount += rec.RunCount
+	if rec.Fields&kernel.HasElements != 0 && rec.MaxEntries > 0 {
+		ts.Elements += rec.Elements
+		ts.MaxEntries += uint64(rec.MaxEntries)
+		if rec.Elements*10 > uint64(rec.MaxEntries)*9 {
+			ts.NearFull++
+		}
+	}
+	c.seen[k][ti/64] |= 1 << (uint(ti) % 64)
+	if own := c.own[k]; len(own) > 0 && rec.ID >= own[0] && rec.ID <= own[len(own)-1] {
+		if _, ok := slices.BinarySearch(own, rec.ID); ok {
+			c.ownAgg[k].Objects++
+			c.ownAgg[k].MemoryBytes += rec.Memory
+		}
+	}
+}
