@@ -8,9 +8,9 @@
 # Kubernetes gives a non-root container no ambient capabilities, so the
 # capabilities that the chart adds (BPF, PERFMON) reach the agent only
 # through these file capabilities (docs/kubernetes.md, The image). The
-# final stage copies them from the setcap stage: BuildKit (Docker 23 and
-# later) and Buildah keep a file's security.capability across COPY --from;
-# the legacy builder drops it. tools/helm's TestDaemonSetUnderRunc follows
+# final stage copies them from the setcap stage, which needs a builder that
+# keeps a file's security.capability across COPY --from (current BuildKit
+# and Buildah do). tools/helm's TestDaemonSetUnderRunc follows
 # this recipe without a container engine: the same build command, the setcap
 # line below, the user below, under runc as the chart's DaemonSet.
 
