@@ -590,10 +590,10 @@ func TestRejected(t *testing.T) {
 }
 
 // TestConfigAccepted: the ConfigMap the chart writes from config is a
-// configuration file the agent accepts (--config.check), with the profile
-// and flags of the rendered args.
+// configuration file the agent, built as the image builds it, accepts
+// (--config.check) with the profile and flags of the rendered args.
 func TestConfigAccepted(t *testing.T) {
-	agent := buildAgent(t)
+	agent := buildFromRecipe(t, readRecipe(t))
 	r := render(t, "profile: high-traffic\nconfig: {max_tracked_maps: 2000, collection_interval: 30s, max_memory_bytes: 8MiB}\n")
 	c := agentContainer(t, one[*appsv1.DaemonSet](t, r, Release))
 	cfg := filepath.Join(t.TempDir(), "config.yaml")
@@ -613,17 +613,4 @@ func TestConfigAccepted(t *testing.T) {
 			t.Errorf("--config.check output lacks %q:\n%s", want, out)
 		}
 	}
-}
-
-// buildAgent builds the agent as the image's recipe does (static, trimmed).
-func buildAgent(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "ebpf-metrics")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/ebpf-metrics")
-	cmd.Dir = RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the agent: %v\n%s", err, out)
-	}
-	return bin
 }
