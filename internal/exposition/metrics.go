@@ -79,6 +79,7 @@ type snapshotCollector struct {
 	runTime     *prometheus.Desc
 	runs        *prometheus.Desc
 	elements    *prometheus.Desc // maps, with element counts
+	mismatches  *prometheus.Desc // maps, with the memory formula check
 	maxEntries  *prometheus.Desc
 	nearFull    *prometheus.Desc
 
@@ -201,8 +202,11 @@ func NewMetrics(pub *snapshot.Publisher, namespace string) prometheus.Collector 
 	c.nearFull = desc("maps_near_full",
 		"Maps of each map type more than 90% full (elements over max_entries), among those with an element count.",
 		typeLabelName(kernel.KindMap))
+	c.mismatches = desc("memory_formula_mismatches_total",
+		"Disagreements, confirmed twice, between the memory the map iterator computes for a map type and the kernel's fdinfo memlock; after one, that type's memory is read from fdinfo. Present only while the check runs (feature memory_formula_check: iterator mode with CAP_SYS_ADMIN).",
+		typeLabelName(kernel.KindMap))
 	c.feature = desc("feature_enabled",
-		"1 if an optional collection feature is active on this kernel, 0 if not: map_iterator, program_iterator, link_iterator, element_counts, run_time_stats.",
+		"1 if an optional collection feature is active on this kernel, 0 if not: map_iterator, program_iterator, link_iterator, element_counts, run_time_stats, memory_formula_check.",
 		"feature")
 	c.ownObjects = desc("own_objects",
 		"eBPF objects of each kind that the agent itself loaded (its iterator programs, links and maps); they are included in objects, so subtract them to see the others.",
@@ -305,6 +309,9 @@ func (c *snapshotCollector) collectTypes(ch chan<- prometheus.Metric, s *snapsho
 		if stats {
 			gauge(ch, c.runTime, float64(t.RunTimeNs)/1e9, typ)
 			gauge(ch, c.runs, float64(t.RunCount), typ)
+		}
+		if k == kernel.KindMap && s.Features[snapshot.FeatureMemoryFormulaCheck] {
+			counter(ch, c.mismatches, float64(s.FormulaMismatches[i]), typ)
 		}
 		if k == kernel.KindMap && s.ElementCounts && t.MaxEntries > 0 {
 			gauge(ch, c.elements, float64(t.Elements), typ)

@@ -58,6 +58,8 @@ func testSnapshot() *snapshot.Snapshot {
 	s.Features[snapshot.FeatureProgIterator] = true
 	s.Features[snapshot.FeatureElementCounts] = true
 	s.Features[snapshot.FeatureRunTimeStats] = true
+	s.Features[snapshot.FeatureMemoryFormulaCheck] = true
+	s.FormulaMismatches[snapshot.TypeIndex(uint32(kernel.MapTypeArray))] = 1
 	s.Own[kernel.KindProg] = snapshot.OwnStats{Objects: 1, MemoryBytes: 4096}
 	s.Own[kernel.KindLink] = snapshot.OwnStats{Objects: 1}
 	s.Errors[kernel.OpGetFD] = 1
@@ -253,6 +255,7 @@ var allMetricNames = []string{
 	"odigos_ebpf_map_objects",
 	"odigos_ebpf_maps_near_full",
 	"odigos_ebpf_memory_bytes",
+	"odigos_ebpf_memory_formula_mismatches_total",
 	"odigos_ebpf_memory_unknown_objects",
 	"odigos_ebpf_objects",
 	"odigos_ebpf_objects_created_total",
@@ -443,7 +446,7 @@ func TestCollectorLint(t *testing.T) {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 
-	problems, err = testutil.GatherAndLint(NewRegistry(c, ""))
+	problems, err = testutil.GatherAndLint(NewRegistry(c, "", ""))
 	if err != nil {
 		t.Fatal(err)
 	}

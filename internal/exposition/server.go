@@ -29,9 +29,8 @@ import (
 
 // Defaults of the ServerConfig fields left at their zero value.
 const (
-	DefaultTelemetryPath       = "/metrics"
-	DefaultMaxRequestsInFlight = 4
-	DefaultScrapeTimeout       = 10 * time.Second
+	DefaultTelemetryPath = "/metrics"
+	DefaultScrapeTimeout = 10 * time.Second
 )
 
 // Limits of the HTTP server, the defaults of the ServerConfig timeouts. The
@@ -64,7 +63,7 @@ type ServerConfig struct {
 	// again on every new connection.
 	WebConfigFile string
 	// MaxRequestsInFlight bounds concurrent scrapes; over it, scrapes are
-	// answered 503 at once. <= 0 means DefaultMaxRequestsInFlight.
+	// answered 503 at once. 0 means no limit, as in node_exporter.
 	MaxRequestsInFlight int
 	// ScrapeTimeout bounds the time to gather and encode the metrics; past
 	// it, the scrape is answered 503. <= 0 means DefaultScrapeTimeout. (A
@@ -108,9 +107,6 @@ func SnapshotReady(pub *snapshot.Publisher) func() bool {
 func (cfg *ServerConfig) setDefaults() {
 	if cfg.TelemetryPath == "" {
 		cfg.TelemetryPath = DefaultTelemetryPath
-	}
-	if cfg.MaxRequestsInFlight <= 0 {
-		cfg.MaxRequestsInFlight = DefaultMaxRequestsInFlight
 	}
 	if cfg.ScrapeTimeout <= 0 {
 		cfg.ScrapeTimeout = DefaultScrapeTimeout

@@ -55,12 +55,6 @@ type iterKind struct {
 	statsSet     bool
 }
 
-// OwnObject is an object the agent itself loaded.
-type OwnObject struct {
-	Kind Kind
-	ID   uint32
-}
-
 // iterReadSize is the read buffer: a bpf_iter seq_file holds 8 pages of
 // records at most, so one read rarely returns more than 32 KiB; the rest
 // holds a record split across two reads.
@@ -68,12 +62,15 @@ const iterReadSize = 64 << 10
 
 var iterProgNames = [NumKinds]string{iterProgDumpMaps, iterProgDumpProgs, iterProgDumpLinks}
 
+var _ IteratorSource = (*Iterators)(nil)
+
 // LoadIterators loads the iterator of each kind that the running kernel
 // supports. errs[k] says why kind k has none; the result is nil only when
-// no kind has one. Every system call of a pass goes through gate.
-func LoadIterators(gate Gate) (*Iterators, [NumKinds]error, error) {
+// no kind has one. Every system call of a pass goes through gate. procfs is
+// where /proc is mounted.
+func LoadIterators(gate Gate, procfs string) (*Iterators, [NumKinds]error, error) {
 	var errs [NumKinds]error
-	if err := fdHeadroom(iterFDs); err != nil {
+	if err := fdHeadroom(procfs, iterFDs); err != nil {
 		return nil, errs, err
 	}
 	cpus, err := ebpf.PossibleCPU()
@@ -107,12 +104,12 @@ const iterFDs = 16
 // under RLIMIT_NOFILE. Checked before loading because an exhausted table
 // is not reported as such: cilium/ebpf's feature probes take EMFILE for
 // "not supported", and the message would send the operator to the kernel.
-func fdHeadroom(need int) error {
+func fdHeadroom(procfs string, need int) error {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
 		return nil
 	}
-	fds, err := os.ReadDir("/proc/self/fd")
+	fds, err := os.ReadDir(procfs + "/self/fd")
 	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
 		return fmt.Errorf("loading the iterators needs %d free file descriptors, RLIMIT_NOFILE %d has none left: %w",
 			need, lim.Cur, err)
@@ -271,7 +268,7 @@ func (it *Iterators) Close() error {
 func (it *Iterators) Begin(k Kind, fullAbove uint32, stats bool) error {
 	ik := it.kinds[k]
 	if ik == nil {
-		return fmt.Errorf("no iterator for %ss: %w", k, ErrNotSupported)
+		return fmt.Errorf("no iterator for %ss: %w", k, ebpf.ErrNotSupported)
 	}
 	it.End()
 	ik.fullAboveVal[k] = fullAbove
@@ -318,9 +315,6 @@ func (it *Iterators) End() error {
 	return err
 }
 
-// ErrNotSupported: the running kernel lacks what a feature needs.
-var ErrNotSupported = errors.New("not supported by this kernel")
-
 // errShortRecord: the iterator wrote a record that does not fit its size.
 var errShortRecord = errors.New("malformed iterator record")
 
@@ -354,21 +348,24 @@ func (it *Iterators) Next(rec *Record) (full bool, err error) {
 	}
 }
 
-// fill reads more records after the unread ones.
+// fill reads more records after the unread ones. A read interrupted or
+// told to try again is retried a bounded number of times, each attempt
+// through the gate like any other system call.
 func (it *Iterators) fill() error {
 	if it.start > 0 {
 		it.end = copy(it.buf, it.buf[it.start:it.end])
 		it.start = 0
 	}
-	if err := it.gate.Acquire(OpIterRead); err != nil {
-		return err
-	}
-	for {
-		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(it.fd), uintptr(unsafe.Pointer(&it.buf[it.end])), uintptr(len(it.buf)-it.end))
-		if errno == unix.EINTR || errno == unix.EAGAIN {
-			continue
+	for try := 0; ; try++ {
+		if err := it.gate.Acquire(OpIterRead); err != nil {
+			return err
 		}
+		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(it.fd), uintptr(unsafe.Pointer(&it.buf[it.end])), uintptr(len(it.buf)-it.end))
 		if errno != 0 {
+			if retry(errno, try) {
+				it.gate.Release(OpIterRead, it.ck, 0, nil)
+				continue
+			}
 			it.gate.Release(OpIterRead, it.ck, 0, errno)
 			return errno
 		}
