@@ -262,8 +262,6 @@ var allMetricNames = []string{
 	"odigos_ebpf_objects_removed_total",
 	"odigos_ebpf_own_memory_bytes",
 	"odigos_ebpf_own_objects",
-	"odigos_ebpf_pool_capacity",
-	"odigos_ebpf_pool_used",
 	"odigos_ebpf_program_memory_bytes",
 	"odigos_ebpf_program_objects",
 	"odigos_ebpf_program_run_time_seconds",
@@ -271,6 +269,8 @@ var allMetricNames = []string{
 	"odigos_ebpf_syscalls_total",
 	"odigos_ebpf_system_stats_enabled",
 	"odigos_ebpf_total_memory_bytes",
+	"odigos_ebpf_tracked_capacity",
+	"odigos_ebpf_tracked_objects",
 	"odigos_ebpf_unreadable_objects",
 	"odigos_ebpf_untracked_objects",
 }
@@ -290,7 +290,7 @@ func TestCollectorInvalidSnapshot(t *testing.T) {
 		"odigos_ebpf_objects", "odigos_ebpf_total_memory_bytes", "odigos_ebpf_memory_bytes",
 		"odigos_ebpf_map_objects", "odigos_ebpf_map_memory_bytes", "odigos_ebpf_program_objects",
 		"odigos_ebpf_program_memory_bytes", "odigos_ebpf_link_objects", "odigos_ebpf_program_run_time_seconds",
-		"odigos_ebpf_program_runs", "odigos_ebpf_pool_capacity", "odigos_ebpf_pool_used",
+		"odigos_ebpf_program_runs", "odigos_ebpf_tracked_capacity", "odigos_ebpf_tracked_objects",
 		"odigos_ebpf_untracked_objects", "odigos_ebpf_unreadable_objects",
 		"odigos_ebpf_last_success_timestamp_seconds", "odigos_ebpf_last_collection_duration_seconds",
 	} {
