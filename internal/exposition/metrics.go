@@ -9,6 +9,7 @@ package exposition
 import (
 	"fmt"
 	"regexp"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -160,14 +161,14 @@ func NewMetrics(pub *snapshot.Publisher, namespace string) prometheus.Collector 
 		{&c.lastDuration, "last_collection_duration_seconds", "Duration of the last complete collection cycle. Absent until a cycle completes.", nil},
 	}
 	for k := range kernel.NumKinds {
+		labels := []string{typeLabelName(k)}
 		defs = append(defs, metricDef{&c.typeObjects[k], k.String() + "_objects",
 			fmt.Sprintf("eBPF %ss in the kernel at the end of the last complete cycle, by %s type. A type seen once keeps its series, at 0 when none is left.", k, k),
-			[]string{typeLabelName(k)}})
-	}
-	for _, k := range memoryKinds {
-		defs = append(defs, metricDef{&c.typeMemory[k], k.String() + "_memory_bytes",
-			fmt.Sprintf("Kernel memory of the eBPF %ss of each %s type (the kernel's memlock figure).", k, k),
-			[]string{typeLabelName(k)}})
+			labels})
+		if slices.Contains(memoryKinds[:], k) {
+			defs = append(defs, metricDef{&c.typeMemory[k], k.String() + "_memory_bytes",
+				fmt.Sprintf("Kernel memory of the eBPF %ss of each %s type (the kernel's memlock figure).", k, k), labels})
+		}
 	}
 	ns := namespaceOrDefault(namespace)
 	for _, d := range defs {
