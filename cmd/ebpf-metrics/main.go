@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -40,6 +41,10 @@ const (
 const shutdownGrace = 800 * time.Millisecond
 
 func main() {
+	// No heap profile unless it is served (--web.enable-pprof): its
+	// buckets grow to megabytes in a process that must stay small.
+	runtime.MemProfileRate = 0
+	stampVersion()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -211,6 +216,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	f.log.Writer = stderr
 	logger := promslog.New(&f.log)
+	limitMemory(cfg.MaxMemoryBytes, f.pprof, logger)
 	// Scrapes are served from a cache that the collector has refreshed at
 	// the end of each cycle: a scrape collects nothing and reads no file.
 	// The registry it gathers from needs the collector, hence the late

@@ -303,10 +303,10 @@ func TestCollectorInvalidSnapshot(t *testing.T) {
 # HELP odigos_ebpf_collection_active 1 while the agent collects normally, 0 while collection is suspended (memory budget) or stopped.
 # TYPE odigos_ebpf_collection_active gauge
 odigos_ebpf_collection_active 1
-# HELP odigos_ebpf_collector_memory_usage_bytes Memory used by the agent itself, as measured by the collector.
+# HELP odigos_ebpf_collector_memory_usage_bytes The agent's state as its memory budget counts it: the Go live heap at the last GC plus goroutine stacks. Garbage, runtime metadata and the binary's pages are left out: process_resident_memory_bytes is what the process costs.
 # TYPE odigos_ebpf_collector_memory_usage_bytes gauge
 odigos_ebpf_collector_memory_usage_bytes 4.194304e+06
-# HELP odigos_ebpf_collector_memory_budget_bytes Memory budget of the agent (max_memory_bytes): collection stops at 90% of it.
+# HELP odigos_ebpf_collector_memory_budget_bytes Memory budget of the agent (max_memory_bytes): collection stops when collector_memory_usage_bytes reaches 90% of it; also the Go soft memory limit unless GOMEMLIMIT is set.
 # TYPE odigos_ebpf_collector_memory_budget_bytes gauge
 odigos_ebpf_collector_memory_budget_bytes 6.7108864e+07
 # HELP odigos_ebpf_collection_batches_total Batches of objects read by the collector.

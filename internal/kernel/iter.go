@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"sync"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -77,21 +79,37 @@ func LoadIterators(gate Gate, procfs string) (*Iterators, [NumKinds]error, error
 	if err != nil {
 		return nil, errs, fmt.Errorf("counting possible CPUs: %w", err)
 	}
+	spec, err := loadIter()
+	if err != nil {
+		return nil, errs, fmt.Errorf("reading the iterator object: %w", err)
+	}
+	if err := spec.Variables[iterVarNrCpus].Set(uint32(cpus)); err != nil {
+		return nil, errs, err
+	}
+	if err := spec.Variables[iterVarPageSize].Set(uint64(os.Getpagesize())); err != nil {
+		return nil, errs, err
+	}
+	// One parse of the kernel's BTF serves the three programs' CO-RE
+	// relocations and attach targets, and the kfunc probe: each load would
+	// parse it again (~15 ms and megabytes each). It is dropped with the
+	// cache when loading ends. The kinds load side by side: most of a load
+	// is relocating, on the CPU.
+	cache := btf.NewCache()
 	it := &Iterators{gate: gate, fd: -1, buf: make([]byte, iterReadSize)}
-	any := false
+	var wg sync.WaitGroup
 	for k := range NumKinds {
-		ik, err := loadIterKind(k, cpus)
-		if err != nil {
-			errs[k] = err
-			continue
-		}
-		it.kinds[k] = ik
-		any = true
+		spec := spec.Copy()
+		wg.Go(func() { it.kinds[k], errs[k] = loadIterKind(k, spec, cache) })
+	}
+	wg.Wait()
+	any := false
+	for _, ik := range it.kinds {
+		any = any || ik != nil
 	}
 	if !any {
 		return nil, errs, fmt.Errorf("no BPF iterator could be loaded: %w", errors.Join(errs[:]...))
 	}
-	it.elements = kernelHasFunc("bpf_map_sum_elem_count")
+	it.elements = kernelHasFunc(cache, "bpf_map_sum_elem_count")
 	return it, errs, nil
 }
 
@@ -127,8 +145,8 @@ func fdHeadroom(procfs string, need int) error {
 
 // kernelHasFunc reports whether the kernel's BTF has the function (a kfunc
 // the iterator calls where it exists).
-func kernelHasFunc(name string) bool {
-	spec, err := btf.LoadKernelSpec()
+func kernelHasFunc(cache *btf.Cache, name string) bool {
+	spec, err := cache.Kernel()
 	if err != nil {
 		return false
 	}
@@ -140,55 +158,23 @@ func kernelHasFunc(name string) bool {
 // kernel has the kfunc bpf_map_sum_elem_count (Linux 6.6 and later).
 func (it *Iterators) ElementCounts() bool { return it.elements }
 
-func loadIterKind(k Kind, cpus int) (_ *iterKind, err error) {
-	spec, err := loadIter()
-	if err != nil {
-		return nil, fmt.Errorf("reading the iterator object: %w", err)
-	}
-	if err := spec.Variables[iterVarNrCpus].Set(uint32(cpus)); err != nil {
-		return nil, err
-	}
-	if err := spec.Variables[iterVarPageSize].Set(uint64(os.Getpagesize())); err != nil {
-		return nil, err
-	}
+func loadIterKind(k Kind, spec *ebpf.CollectionSpec, cache *btf.Cache) (_ *iterKind, err error) {
 	// Load only this kind's program and what it uses, so that a kernel
-	// that refuses one iterator still runs the others.
-	type vars struct {
-		FullAbove *ebpf.Variable `ebpf:"full_above"`
-		WantStats *ebpf.Variable `ebpf:"want_stats"`
-	}
-	var (
-		prog *ebpf.Program
-		v    vars
-	)
+	// that refuses one iterator still runs the others. LoadAndAssign takes
+	// a struct whose tags name what to load: the program's is this kind's.
 	name := iterProgNames[k]
-	switch k {
-	case KindMap:
-		var o struct {
-			vars
-			Prog *ebpf.Program `ebpf:"dump_maps"`
-		}
-		err = spec.LoadAndAssign(&o, nil)
-		prog, v = o.Prog, o.vars
-	case KindProg:
-		var o struct {
-			vars
-			Prog *ebpf.Program `ebpf:"dump_progs"`
-		}
-		err = spec.LoadAndAssign(&o, nil)
-		prog, v = o.Prog, o.vars
-	case KindLink:
-		var o struct {
-			vars
-			Prog *ebpf.Program `ebpf:"dump_links"`
-		}
-		err = spec.LoadAndAssign(&o, nil)
-		prog, v = o.Prog, o.vars
-	}
-	if err != nil {
+	objs := reflect.New(reflect.StructOf([]reflect.StructField{
+		{Name: "Prog", Type: reflect.TypeFor[*ebpf.Program](), Tag: reflect.StructTag(`ebpf:"` + name + `"`)},
+		{Name: "FullAbove", Type: reflect.TypeFor[*ebpf.Variable](), Tag: `ebpf:"full_above"`},
+		{Name: "WantStats", Type: reflect.TypeFor[*ebpf.Variable](), Tag: `ebpf:"want_stats"`},
+	}))
+	if err := spec.LoadAndAssign(objs.Interface(), &ebpf.CollectionOptions{Cache: cache}); err != nil {
 		return nil, fmt.Errorf("loading %s: %w", name, err)
 	}
-	ik := &iterKind{prog: prog, fullAbove: v.FullAbove, wantStats: v.WantStats}
+	o := objs.Elem()
+	prog := o.Field(0).Interface().(*ebpf.Program)
+	ik := &iterKind{prog: prog, fullAbove: o.Field(1).Interface().(*ebpf.Variable),
+		wantStats: o.Field(2).Interface().(*ebpf.Variable)}
 	defer func() {
 		if err != nil {
 			ik.close()
