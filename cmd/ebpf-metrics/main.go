@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition/otlp"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
 )
 
@@ -37,6 +39,10 @@ const (
 // shutdownGrace bounds the whole shutdown after SIGTERM/SIGINT: draining
 // scrapes in flight, stopping the cycle, closing every fd.
 const shutdownGrace = 800 * time.Millisecond
+
+// otlpShutdownGrace bounds the last OTLP push at shutdown, after collection
+// has stopped.
+const otlpShutdownGrace = time.Second
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -54,6 +60,8 @@ type flags struct {
 	scrapeTimeout       time.Duration
 	pprof               bool
 	log                 promslog.Config
+	otlp                otlp.Flags
+	otlpConfig          otlp.Config // checked by effectiveConfig
 }
 
 func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
@@ -92,6 +100,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
 		Default("10s").SetValue(&durationFlag{"web.scrape-timeout", &f.scrapeTimeout})
 	app.Flag("web.enable-pprof", "Serve Go profiling under /debug/pprof/ on the metrics port.").
 		BoolVar(&f.pprof)
+	otlp.AddFlags(app, &f.otlp)
 	promslogflag.AddFlags(app, &f.log)
 
 	exited := false
@@ -182,6 +191,9 @@ func (f *flags) effectiveConfig() (config.Config, error) {
 	if f.scrapeTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--web.scrape-timeout: must not be negative, got %v", f.scrapeTimeout))
 	}
+	if f.otlpConfig, err = f.otlp.Config(cfg.CollectionInterval); err != nil {
+		errs = append(errs, err)
+	}
 	return cfg, errors.Join(errs...)
 }
 
@@ -231,6 +243,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
+	var push *otlp.Pusher
+	if f.otlpConfig.Enabled() {
+		if push, err = otlp.New(f.otlpConfig, cache, cmp.Or(f.namespace, exposition.DefaultNamespace), logger); err != nil {
+			fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
+			return exitRuntime
+		}
+		reg.MustRegister(push)
+	}
+
 	cache.Refresh()
 	srv, err := exposition.NewServer(exposition.ServerConfig{
 		ListenAddresses:     f.listen,
@@ -249,6 +270,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"mode", cfg.CollectionMode, "interval", cfg.CollectionInterval, "listen", f.listen)
 
 	go cache.Run(ctx)
+	if push != nil {
+		push.Start()
+		logger.Info("pushing OTLP", "endpoint", f.otlpConfig.Endpoint, "protocol", f.otlpConfig.Protocol,
+			"interval", f.otlpConfig.Interval)
+	}
 	collected := make(chan struct{})
 	go func() {
 		defer close(collected)
@@ -279,5 +305,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Warn("collection cycle did not stop in time")
 	}
 	c.Close()
+	if push != nil {
+		octx, cancel := context.WithTimeout(context.Background(), otlpShutdownGrace)
+		defer cancel()
+		if err := push.Shutdown(octx); err != nil {
+			logger.Warn("last OTLP push", "err", err)
+		}
+	}
 	return code
 }
