@@ -214,6 +214,38 @@ func TestPush(t *testing.T) {
 	}
 }
 
+// TestEnvironment: the SDK's OTEL_EXPORTER_OTLP_* variables apply to what
+// no flag sets (headers without --otlp.header, compression), as
+// docs/opentelemetry.md says; a flag wins.
+func TestEnvironment(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-from-env=1")
+	t.Setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+	for _, protocol := range []string{ProtocolHTTP, ProtocolGRPC} {
+		for _, flag := range []bool{false, true} {
+			r := newReceiver(t, protocol, nil)
+			args := []string{"--otlp.protocol=" + protocol, "--otlp.endpoint=" + r.url}
+			if flag {
+				args = append(args, "--otlp.header=x-from-flag=2")
+			}
+			p, _ := newAgentLike(t).start(t, config(t, args...))
+			if err := flush(t, p); err != nil {
+				t.Fatal(err)
+			}
+			_, headers := r.received()
+			h := headers[0]
+			if flag && (h["x-from-flag"] != "2" || h["x-from-env"] != "") || !flag && h["x-from-env"] != "1" {
+				t.Errorf("%s, header flag %v: headers %v", protocol, flag, h)
+			}
+			if protocol == ProtocolHTTP && h["content-encoding"] != "gzip" {
+				t.Errorf("%s: content encoding %q, want gzip", protocol, h["content-encoding"])
+			}
+			if protocol == ProtocolGRPC && h["grpc-encoding"] != "gzip" {
+				t.Errorf("%s: grpc-encoding %q, want gzip", protocol, h["grpc-encoding"])
+			}
+		}
+	}
+}
+
 // TestNames: how the bridge names and types each kind of Prometheus family
 // (docs/opentelemetry.md says the same).
 func TestNames(t *testing.T) {

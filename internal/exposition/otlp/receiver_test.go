@@ -1,6 +1,7 @@
 package otlp
 
 import (
+	"compress/gzip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -67,12 +70,14 @@ func newReceiver(t *testing.T, protocol string, tlsCfg *tls.Config) *receiver {
 		scheme = "https"
 	}
 	if protocol == ProtocolGRPC {
-		var opts []grpc.ServerOption
+		// The encoding is no metadata: a stats handler sees it.
+		var encoding atomic.Value
+		opts := []grpc.ServerOption{grpc.StatsHandler(encodingHandler{&encoding})}
 		if tlsCfg != nil {
 			opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 		}
 		srv := grpc.NewServer(opts...)
-		colmetricpb.RegisterMetricsServiceServer(srv, grpcReceiver{r: r})
+		colmetricpb.RegisterMetricsServiceServer(srv, grpcReceiver{r: r, encoding: &encoding})
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -83,7 +88,16 @@ func newReceiver(t *testing.T, protocol string, tlsCfg *tls.Config) *receiver {
 		return r
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, err := io.ReadAll(req.Body)
+		var body []byte
+		var err error
+		if req.Header.Get("Content-Encoding") == "gzip" {
+			var zr *gzip.Reader
+			if zr, err = gzip.NewReader(req.Body); err == nil {
+				body, err = io.ReadAll(zr)
+			}
+		} else {
+			body, err = io.ReadAll(req.Body)
+		}
 		var m colmetricpb.ExportMetricsServiceRequest
 		if err == nil {
 			err = proto.Unmarshal(body, &m)
@@ -114,7 +128,8 @@ func newReceiver(t *testing.T, protocol string, tlsCfg *tls.Config) *receiver {
 
 type grpcReceiver struct {
 	colmetricpb.UnimplementedMetricsServiceServer
-	r *receiver
+	r        *receiver
+	encoding *atomic.Value // grpc-encoding of the last request
 }
 
 func (g grpcReceiver) Export(ctx context.Context, req *colmetricpb.ExportMetricsServiceRequest) (*colmetricpb.ExportMetricsServiceResponse, error) {
@@ -125,9 +140,25 @@ func (g grpcReceiver) Export(ctx context.Context, req *colmetricpb.ExportMetrics
 			h[k] = v[0]
 		}
 	}
+	if e, ok := g.encoding.Load().(string); ok {
+		h["grpc-encoding"] = e
+	}
 	g.r.keep(req, h)
 	return &colmetricpb.ExportMetricsServiceResponse{}, nil
 }
+
+// encodingHandler keeps the grpc-encoding of the requests.
+type encodingHandler struct{ v *atomic.Value }
+
+func (h encodingHandler) HandleRPC(_ context.Context, s stats.RPCStats) {
+	if in, ok := s.(*stats.InHeader); ok {
+		h.v.Store(in.Compression)
+	}
+}
+
+func (encodingHandler) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (encodingHandler) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+func (encodingHandler) HandleConn(context.Context, stats.ConnStats)                       {}
 
 // blackHole accepts connections and never answers: a collector that hangs.
 // Each accepted connection is announced on accepted; close (or the test's
