@@ -21,9 +21,10 @@ const (
 	ProtocolGRPC = "grpc"
 )
 
-// DefaultTimeout bounds one export when --otlp.timeout is not given and the
-// push interval is longer; with a shorter interval, the interval bounds it,
-// so that a stalled export is given up before the next one is due.
+// DefaultTimeout bounds one export when --otlp.timeout is not given, as in
+// the OTel SDKs. It is not capped at a shorter push interval: pushes never
+// overlap, a slow one only delays the next, and a push to a loaded
+// Collector at a 100 ms interval would fail for no reason.
 const DefaultTimeout = 10 * time.Second
 
 // MinInterval is the shortest --otlp.interval, the shortest collection
@@ -42,7 +43,7 @@ type Flags struct {
 	Protocol              string
 	Interval              string // a duration; "" means the collection interval
 	Headers               []string
-	Timeout               string // a duration; "" means DefaultTimeout, at most the interval
+	Timeout               string // a duration; "" means DefaultTimeout
 	TLSCAFile             string
 	TLSCertFile           string
 	TLSKeyFile            string
@@ -59,8 +60,8 @@ func AddFlags(app *kingpin.Application, f *Flags) {
 		PlaceHolder("DURATION").StringVar(&f.Interval)
 	app.Flag("otlp.header", "Header (gRPC metadata) sent with every push, such as Authorization=Bearer ...; repeatable.").
 		PlaceHolder("KEY=VALUE").StringsVar(&f.Headers)
-	app.Flag("otlp.timeout", "Longest time one push may take (default: 10s, or the push interval if shorter).").
-		PlaceHolder("DURATION").StringVar(&f.Timeout)
+	app.Flag("otlp.timeout", "Longest time one push may take.").
+		Default(DefaultTimeout.String()).StringVar(&f.Timeout)
 	app.Flag("otlp.tls.ca-file", "PEM file of the CA certificates that verify the OTLP endpoint, instead of the system's.").
 		PlaceHolder("FILE").StringVar(&f.TLSCAFile)
 	app.Flag("otlp.tls.cert-file", "PEM file of the client certificate presented to the OTLP endpoint (with --otlp.tls.key-file).").
@@ -129,7 +130,7 @@ func (f *Flags) Config(collectionInterval time.Duration) (Config, error) {
 		}
 	}
 
-	c.Timeout = min(DefaultTimeout, c.Interval)
+	c.Timeout = DefaultTimeout
 	if f.Timeout != "" {
 		d, err := time.ParseDuration(f.Timeout)
 		switch {

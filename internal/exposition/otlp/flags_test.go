@@ -43,10 +43,10 @@ func TestConfigDefaults(t *testing.T) {
 	}{
 		{[]string{"--otlp.endpoint=http://collector:4318"}, time.Minute, "collector:4318", "/v1/metrics", false, time.Minute, 10 * time.Second},
 		{[]string{"--otlp.endpoint=http://collector:4318/"}, time.Minute, "collector:4318", "/v1/metrics", false, time.Minute, 10 * time.Second},
-		{[]string{"--otlp.endpoint=https://collector/otlp/v1/metrics"}, time.Second, "collector:443", "/otlp/v1/metrics", true, time.Second, time.Second},
+		{[]string{"--otlp.endpoint=https://collector/otlp/v1/metrics"}, time.Second, "collector:443", "/otlp/v1/metrics", true, time.Second, 10 * time.Second},
 		{[]string{"--otlp.endpoint=HTTP://[::1]"}, time.Minute, "[::1]:80", "/v1/metrics", false, time.Minute, 10 * time.Second},
 		{[]string{"--otlp.endpoint=http://collector:4317", "--otlp.protocol=grpc", "--otlp.interval=15s", "--otlp.timeout=30s"}, time.Minute, "collector:4317", "/v1/metrics", false, 15 * time.Second, 30 * time.Second},
-		{[]string{"--otlp.endpoint=https://collector:4317", "--otlp.protocol=grpc", "--otlp.interval=2s"}, time.Minute, "collector:4317", "/v1/metrics", true, 2 * time.Second, 2 * time.Second},
+		{[]string{"--otlp.endpoint=https://collector:4317", "--otlp.protocol=grpc", "--otlp.interval=2s"}, time.Minute, "collector:4317", "/v1/metrics", true, 2 * time.Second, 10 * time.Second},
 	} {
 		c, err := parse(t, tc.args...).Config(tc.interval)
 		if err != nil {
