@@ -128,7 +128,7 @@ type blackHole struct {
 	conns    []net.Conn
 }
 
-func newBlackHole(t *testing.T) *blackHole {
+func newBlackHole(t testing.TB) *blackHole {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -80,7 +80,7 @@ func inCI() bool { return os.Getenv("CI") != "" }
 
 // requireRoot skips, or fails in CI, a test that runs the agent: it loads
 // BPF iterators, which needs CAP_BPF and CAP_PERFMON.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -120,7 +120,7 @@ type process struct {
 
 // start runs argv with env added, and stops it (SIGKILL) at the test's end,
 // logging its output if the test failed.
-func start(t *testing.T, env []string, argv ...string) *process {
+func start(t testing.TB, env []string, argv ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(argv[0], argv[1:]...), output: &lockedBuffer{}, done: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -139,7 +139,7 @@ func start(t *testing.T, env []string, argv ...string) *process {
 	return p
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -156,7 +156,7 @@ type collector struct {
 	out                string
 }
 
-func startCollector(t *testing.T) *collector {
+func startCollector(t testing.TB) *collector {
 	t.Helper()
 	dir := t.TempDir()
 	c := &collector{grpcAddr: freeAddr(t), httpAddr: freeAddr(t), out: filepath.Join(dir, "metrics.jsonl")}
@@ -187,7 +187,7 @@ service:
 }
 
 // waitListening waits until addr accepts connections, or p exits.
-func waitListening(t *testing.T, p *process, addr string) {
+func waitListening(t testing.TB, p *process, addr string) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if c, err := net.Dial("tcp", addr); err == nil {
@@ -215,7 +215,7 @@ type agent struct {
 
 // fastConfig lifts the default rate limit so that the cycles take
 // milliseconds.
-func fastConfig(t *testing.T) string {
+func fastConfig(t testing.TB) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(f, []byte("max_syscalls_per_second: 0\n"), 0o644); err != nil {
@@ -226,7 +226,7 @@ func fastConfig(t *testing.T) string {
 
 // startAgent runs the agent on a loopback port with args and env, and waits
 // until it has completed a cycle (/-/ready).
-func startAgent(t *testing.T, env []string, args ...string) *agent {
+func startAgent(t testing.TB, env []string, args ...string) *agent {
 	t.Helper()
 	a := &agent{addr: freeAddr(t)}
 	a.process = start(t, env, append([]string{bin.agent, "--web.listen-address=" + a.addr,
@@ -254,7 +254,7 @@ func startAgent(t *testing.T, env []string, args ...string) *agent {
 
 // startLoadgen holds a population of maps, programs and links until the
 // test's end.
-func startLoadgen(t *testing.T, args ...string) {
+func startLoadgen(t testing.TB, args ...string) {
 	t.Helper()
 	cmd := exec.Command(bin.loadgen, args...)
 	var stderr lockedBuffer
@@ -297,7 +297,7 @@ type bpftoolTotals struct {
 	memory                uint64 // bytes_memlock of every map and program
 }
 
-func bpftool(t *testing.T) bpftoolTotals {
+func bpftool(t testing.TB) bpftoolTotals {
 	t.Helper()
 	path, err := exec.LookPath("bpftool")
 	if err != nil {

@@ -333,7 +333,17 @@ func (r *exportReader) find(t *testing.T, g generation) (export, bool) {
 }
 
 // scrape returns the agent's /metrics, flattened.
-func (a *agent) scrape(t *testing.T) series {
+func (a *agent) scrape(t testing.TB) series {
+	t.Helper()
+	s, err := fromScrape(a.get(t))
+	if err != nil {
+		t.Fatalf("parsing the scrape: %v", err)
+	}
+	return s
+}
+
+// get returns the body of the agent's /metrics.
+func (a *agent) get(t testing.TB) []byte {
 	t.Helper()
 	resp, err := http.Get("http://" + a.addr + "/metrics")
 	if err != nil {
@@ -344,11 +354,7 @@ func (a *agent) scrape(t *testing.T) series {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("scrape: status %d, %v", resp.StatusCode, err)
 	}
-	s, err := fromScrape(body)
-	if err != nil {
-		t.Fatalf("parsing the scrape: %v", err)
-	}
-	return s
+	return body
 }
 
 // scrapeAfter returns a scrape of a cycle that started after start.
