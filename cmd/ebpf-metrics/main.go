@@ -40,10 +40,6 @@ const (
 // scrapes in flight, stopping the cycle, closing every fd.
 const shutdownGrace = 800 * time.Millisecond
 
-// otlpShutdownGrace bounds the last OTLP push at shutdown, after collection
-// has stopped.
-const otlpShutdownGrace = time.Second
-
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -305,10 +301,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Warn("collection cycle did not stop in time")
 	}
 	c.Close()
-	if push != nil {
-		octx, cancel := context.WithTimeout(context.Background(), otlpShutdownGrace)
-		defer cancel()
-		if err := push.Shutdown(octx); err != nil {
+	if push != nil { // a last push, in what is left of the grace
+		if err := push.Shutdown(sctx); err != nil {
 			logger.Warn("last OTLP push", "err", err)
 		}
 	}

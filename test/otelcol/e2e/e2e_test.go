@@ -232,6 +232,7 @@ func TestEndpointDown(t *testing.T) {
 			bh := newBlackHole(t)
 			a := startAgent(t, nil, append(fast, "--otlp.endpoint=http://"+bh.addr, "--otlp.timeout=10m")...)
 			<-bh.accepted
+			signalled := time.Now()
 			a.cmd.Process.Signal(syscall.SIGTERM)
 			select {
 			case err := <-a.done:
@@ -239,8 +240,14 @@ func TestEndpointDown(t *testing.T) {
 				if err != nil {
 					t.Fatalf("agent exited with %v", err)
 				}
+				t.Logf("exit 0 in %v after SIGTERM", time.Since(signalled).Round(time.Millisecond))
 			case <-time.After(30 * time.Second):
 				t.Fatal("agent did not exit within 30s of SIGTERM while a push hung")
+			}
+			// The last push was given up at the shutdown bound, not at the
+			// 10 minutes of --otlp.timeout.
+			if out := a.output.String(); !strings.Contains(out, "last OTLP push") || strings.Contains(out, "did not stop in time") {
+				t.Errorf("shutdown log:\n%s", out)
 			}
 		})
 	}
