@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/collector"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition/otlp"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 )
@@ -60,6 +62,8 @@ type flags struct {
 	scrapeTimeout       time.Duration
 	pprof               bool
 	log                 promslog.Config
+	otlp                otlp.Flags
+	otlpConfig          otlp.Config // checked by effectiveConfig
 }
 
 func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
@@ -98,6 +102,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
 		Default("10s").SetValue(&durationFlag{"web.scrape-timeout", &f.scrapeTimeout})
 	app.Flag("web.enable-pprof", "Serve Go profiling under /debug/pprof/ on the metrics port.").
 		BoolVar(&f.pprof)
+	otlp.AddFlags(app, &f.otlp)
 	promslogflag.AddFlags(app, &f.log)
 
 	exited := false
@@ -196,6 +201,9 @@ func (f *flags) effectiveConfig() (config.Config, error) {
 	if f.scrapeTimeout < 0 {
 		errs = append(errs, fmt.Errorf("--web.scrape-timeout: must not be negative, got %v", f.scrapeTimeout))
 	}
+	if f.otlpConfig, err = f.otlp.Config(cfg.CollectionInterval); err != nil {
+		errs = append(errs, err)
+	}
 	return cfg, errors.Join(errs...)
 }
 
@@ -246,6 +254,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
+	var push *otlp.Pusher
+	if f.otlpConfig.Enabled() {
+		if push, err = otlp.New(f.otlpConfig, cache, cmp.Or(f.namespace, exposition.DefaultNamespace), logger); err != nil {
+			fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
+			return exitRuntime
+		}
+		reg.MustRegister(push)
+	}
+
 	cache.Refresh()
 	srv, err := exposition.NewServer(exposition.ServerConfig{
 		ListenAddresses:     f.listen,
@@ -265,6 +282,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"mode", cfg.CollectionMode, "interval", cfg.CollectionInterval, "listen", f.listen)
 
 	go cache.Run(ctx)
+	if push != nil {
+		push.Start()
+		logger.Info("pushing OTLP", "endpoint", f.otlpConfig.Endpoint, "protocol", f.otlpConfig.Protocol,
+			"interval", f.otlpConfig.Interval)
+	}
 	go c.Run(ctx)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx) }()
@@ -298,6 +320,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case <-closed:
 	case <-sctx.Done():
 		logger.Warn("the collection cycle did not stop in time: exiting without waiting for it")
+	}
+	if push != nil { // a last push, in what is left of the grace
+		if err := push.Shutdown(sctx); err != nil {
+			logger.Warn("last OTLP push", "err", err)
+		}
 	}
 	return code
 }
