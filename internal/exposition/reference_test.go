@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition/otlp"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 	agenttest "github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
@@ -48,8 +49,9 @@ func sortedKeys[V any](m map[string]V) []string {
 // the same metrics as the collector's Describe, each with the labels of its
 // descriptor, the type and labels of its series in a Gather of the golden
 // snapshot, a unit that agrees with its name, and the conditions in which it
-// is present; build_info as the registry serves it; and every other metric
-// of the registry and the HTTP handler in a documented group.
+// is present; build_info as the registry serves it, and the OTLP pusher's
+// counter as the agent registers it with --otlp.endpoint; and every other
+// metric of the registry and the HTTP handler in a documented group.
 func TestMetricsReference(t *testing.T) {
 	ref, err := agenttest.LoadMetricsReference(filepath.Join(agenttest.RepoRoot(), "docs", "metrics.md"))
 	if err != nil {
@@ -84,12 +86,23 @@ func TestMetricsReference(t *testing.T) {
 	// The golden snapshot has every metric; the registry adds build_info
 	// and the standard groups, the HTTP handler promhttp_*.
 	golden := gatheredFamilies(t, pedantic(c))
-	reg := NewRegistry(c, "")
+	reg := NewRegistry(c, "", "")
+	pushCfg, err := (&otlp.Flags{Endpoint: "http://127.0.0.1:4318", Protocol: otlp.ProtocolHTTP}).Config(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	push, err := otlp.New(pushCfg, reg, DefaultNamespace, slog.New(slog.DiscardHandler)) // never started: it connects to nothing
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.MustRegister(push)
 	h := newMetricsHandler(reg, 1, time.Second, slog.New(slog.DiscardHandler))
 	all := gatheredFamilies(t, prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		return h.liveFamilies(nil), nil
 	})})
 	const buildInfo = DefaultNamespace + "_build_info"
+	// Served by the registry, outside the snapshot's collector.
+	registryOnly := []string{buildInfo, DefaultNamespace + "_otlp_exports_total"}
 
 	for _, name := range sortedKeys(described) {
 		doc, ok := documented[name]
@@ -108,16 +121,18 @@ func TestMetricsReference(t *testing.T) {
 		checkFamily(t, doc, mf)
 	}
 	for _, name := range sortedKeys(documented) {
-		if _, ok := described[name]; !ok && name != buildInfo {
+		if _, ok := described[name]; !ok && !slices.Contains(registryOnly, name) {
 			t.Errorf("%s: documented, not registered", name)
 		}
 	}
-	if doc, ok := documented[buildInfo]; !ok {
-		t.Errorf("%s: missing from docs/metrics.md", buildInfo)
-	} else if mf, ok := all[buildInfo]; !ok {
-		t.Errorf("%s: not served by the registry", buildInfo)
-	} else {
-		checkFamily(t, doc, mf)
+	for _, name := range registryOnly {
+		if doc, ok := documented[name]; !ok {
+			t.Errorf("%s: missing from docs/metrics.md", name)
+		} else if mf, ok := all[name]; !ok {
+			t.Errorf("%s: not served by the registry", name)
+		} else {
+			checkFamily(t, doc, mf)
+		}
 	}
 
 	groups := make(map[string]int)
@@ -189,14 +204,17 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		cycle    = "after a cycle"
 		stats    = "with system stats"
 		elements = "with element counts"
+		formula  = "with the formula check"
+		otlpPush = "with OTLP push"
 	)
+	presents := []string{always, cycle, stats, elements, formula}
 	beforeCycle := &snapshot.Snapshot{Active: true, Mode: [kernel.NumKinds]string{"syscall", "syscall", "syscall"}}
-	plain := testSnapshot()
-	plain.SystemStats, plain.ElementCounts = false, false
-	withStats := testSnapshot()
-	withStats.ElementCounts = false
-	withElements := testSnapshot()
-	withElements.SystemStats = false
+	only := func(stats, elements, formula bool) *snapshot.Snapshot {
+		s := testSnapshot()
+		s.SystemStats, s.ElementCounts = stats, elements
+		s.Features[snapshot.FeatureMemoryFormulaCheck] = formula
+		return s
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -204,9 +222,10 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		want []string // the values of the present column whose metrics are sent
 	}{
 		{"before the first cycle", beforeCycle, []string{always}},
-		{"after a cycle", plain, []string{always, cycle}},
-		{"with system stats", withStats, []string{always, cycle, stats}},
-		{"with element counts", withElements, []string{always, cycle, elements}},
+		{"after a cycle", only(false, false, false), []string{always, cycle}},
+		{"with system stats", only(true, false, false), []string{always, cycle, stats}},
+		{"with element counts", only(false, true, false), []string{always, cycle, elements}},
+		{"with the formula check", only(false, false, true), []string{always, cycle, formula}},
 	} {
 		fams := gatheredFamilies(t, pedantic(NewMetrics(publish(tc.s), "")))
 		for _, name := range sortedKeys(documented) {
@@ -214,8 +233,14 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 			if name == DefaultNamespace+"_build_info" {
 				continue // the registry's, always
 			}
-			if !slices.Contains([]string{always, cycle, stats, elements}, doc.Present) {
-				t.Errorf("%s: present %q, want one of always, after a cycle, with system stats, with element counts", name, doc.Present)
+			if doc.Present == otlpPush {
+				if name != DefaultNamespace+"_otlp_exports_total" {
+					t.Errorf("%s: present %q, but not the OTLP pusher's", name, doc.Present)
+				}
+				continue // registered by the agent with --otlp.endpoint
+			}
+			if !slices.Contains(presents, doc.Present) {
+				t.Errorf("%s: present %q, want one of %s", name, doc.Present, strings.Join(presents, ", "))
 				continue
 			}
 			_, sent := fams[name]
