@@ -3,6 +3,7 @@ package helm
 import (
 	"bytes"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -334,7 +335,7 @@ func TestProfiles(t *testing.T) {
 const everything = `
 config: {max_tracked_maps: 2000, collection_interval: 30s}
 otlp:
-  endpoint: http://$(K8S_NODE_NAME):4318
+  endpoint: https://$(K8S_NODE_NAME):4318
   headers: {Authorization: "Bearer s3cret", X-Scope-OrgID: tenant-1}
   tls: {secretName: otlp-ca}
 web:
@@ -356,6 +357,23 @@ func TestEverythingOn(t *testing.T) {
 	checkLeastPrivilege(t, one[*appsv1.DaemonSet](t, r, Release))
 }
 
+// otlpHeaders decodes OTEL_EXPORTER_OTLP_HEADERS as the OpenTelemetry Go
+// SDK does (envconfig's stringToHeader): name=value pairs separated by
+// commas, values percent-decoded.
+func otlpHeaders(t *testing.T, v string) map[string]string {
+	t.Helper()
+	h := map[string]string{}
+	for _, pair := range strings.Split(v, ",") {
+		name, value, ok := strings.Cut(pair, "=")
+		decoded, err := url.PathUnescape(value)
+		if !ok || err != nil {
+			t.Fatalf("OTEL_EXPORTER_OTLP_HEADERS: bad pair %q (%v)", pair, err)
+		}
+		h[strings.TrimSpace(name)] = strings.TrimSpace(decoded)
+	}
+	return h
+}
+
 func TestOTLP(t *testing.T) {
 	r := render(t, `
 otlp:
@@ -363,7 +381,7 @@ otlp:
   protocol: grpc
   interval: 30s
   timeout: 5s
-  headers: {Authorization: "Bearer s3cret", X-Scope-OrgID: tenant-1}
+  headers: {Authorization: "Bearer s3cret a+b/c,=", X-Scope-OrgID: tenant-1}
   tls: {secretName: otlp-tls, caFile: ca.crt, certFile: tls.crt, keyFile: tls.key}
 `)
 	ds := one[*appsv1.DaemonSet](t, r, Release)
@@ -371,23 +389,28 @@ otlp:
 	c := agentContainer(t, ds)
 	for _, a := range []string{"--otlp.endpoint=https://collector.observability:4317", "--otlp.protocol=grpc",
 		"--otlp.interval=30s", "--otlp.timeout=5s",
-		"--otlp.header=Authorization=$(OTLP_HEADER_0)", "--otlp.header=X-Scope-OrgID=$(OTLP_HEADER_1)",
 		"--otlp.tls.ca-file=/etc/ebpf-metrics/otlp-tls/ca.crt", "--otlp.tls.cert-file=/etc/ebpf-metrics/otlp-tls/tls.crt",
 		"--otlp.tls.key-file=/etc/ebpf-metrics/otlp-tls/tls.key"} {
 		if !hasArg(c, a) {
 			t.Errorf("no %s in %q", a, c.Args)
 		}
 	}
-	// The header values live in a Secret, read through the environment
-	// (the kubelet expands $(OTLP_HEADER_0) in the args).
+	// The headers live in a Secret and reach the agent as
+	// OTEL_EXPORTER_OTLP_HEADERS: not in its arguments, which every
+	// process of the node can read, nor anywhere in the pod spec.
 	secret := one[*corev1.Secret](t, r, Release+"-otlp-headers")
-	for i, h := range []struct{ name, value string }{{"Authorization", "Bearer s3cret"}, {"X-Scope-OrgID", "tenant-1"}} {
-		e, ok := env(c, fmt.Sprintf("OTLP_HEADER_%d", i))
-		if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != secret.Name || e.ValueFrom.SecretKeyRef.Key != h.name {
-			t.Errorf("OTLP_HEADER_%d: %+v, want key %s of Secret %s", i, e, h.name, secret.Name)
-		}
-		if string(secret.Data[h.name]) != h.value {
-			t.Errorf("secret %s: %q, want %q", h.name, secret.Data[h.name], h.value)
+	e, ok := env(c, "OTEL_EXPORTER_OTLP_HEADERS")
+	if !ok || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != secret.Name ||
+		e.ValueFrom.SecretKeyRef.Key != "OTEL_EXPORTER_OTLP_HEADERS" {
+		t.Errorf("OTEL_EXPORTER_OTLP_HEADERS: %+v, want the key of Secret %s", e, secret.Name)
+	}
+	want := map[string]string{"Authorization": "Bearer s3cret a+b/c,=", "X-Scope-OrgID": "tenant-1"}
+	if got := otlpHeaders(t, string(secret.Data["OTEL_EXPORTER_OTLP_HEADERS"])); !reflect.DeepEqual(got, want) {
+		t.Errorf("headers decode to %q, want %q", got, want)
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--otlp.header") {
+			t.Errorf("a header in the arguments: %s", a)
 		}
 	}
 	ds.Spec.Template.Annotations = nil
@@ -398,15 +421,15 @@ otlp:
 		t.Errorf("OTLP TLS secret not mounted: %+v", c.VolumeMounts)
 	}
 
-	// An existing Secret instead: the keys listed, nothing created.
+	// An existing Secret instead: its key read, nothing created.
 	r = render(t, `
 otlp:
   endpoint: http://collector:4318
   existingSecret: otlp-auth
-  existingSecretHeaders: [Authorization]
+  existingSecretKey: headers
 `)
 	c = agentContainer(t, one[*appsv1.DaemonSet](t, r, Release))
-	if e, ok := env(c, "OTLP_HEADER_0"); !ok || e.ValueFrom.SecretKeyRef.Name != "otlp-auth" || !hasArg(c, "--otlp.header=Authorization=$(OTLP_HEADER_0)") ||
+	if e, ok := env(c, "OTEL_EXPORTER_OTLP_HEADERS"); !ok || e.ValueFrom.SecretKeyRef.Name != "otlp-auth" || e.ValueFrom.SecretKeyRef.Key != "headers" ||
 		!hasArg(c, "--otlp.protocol=http/protobuf") {
 		t.Errorf("existing secret: env %+v, args %q", e, c.Args)
 	}
@@ -579,7 +602,7 @@ func TestRejected(t *testing.T) {
 		{"web: {config: {basic_auth_users: {a: b}}, existingSecret: x}", "not both"},
 		{"otlp: {endpoint: collector:4318}", "otlp"},
 		{"otlp: {endpoint: http://c:4318, protocol: http}", "protocol"},
-		{"otlp: {endpoint: http://c:4318, existingSecret: x}", "existingSecretHeaders"},
+		{"otlp: {endpoint: http://c:4318, tls: {secretName: ca}}", "https:// endpoint only"},
 		{"service: {enabled: false}\nserviceMonitor: {enabled: true}", "podMonitor"},
 	} {
 		_, err := Template(helmBin, scratch, valuesFile(t, tc.values))

@@ -112,23 +112,44 @@ func readRecipe(t *testing.T) recipe {
 	return r
 }
 
+// The agent built from the recipe, once for every test that runs it.
+var (
+	recipeBuild    sync.Once
+	recipeAgent    string
+	recipeBuildErr error
+)
+
 // buildFromRecipe runs the recipe's build command in a copy of the files the
 // Dockerfile copies from the context, and nothing else of the repository.
 func buildFromRecipe(t *testing.T, r recipe) string {
 	t.Helper()
-	ctx, out := t.TempDir(), t.TempDir()
-	for _, p := range r.contextPaths {
-		if b, err := exec.Command("cp", "-a", filepath.Join(RepoRoot(), p), filepath.Join(ctx, p)).CombinedOutput(); err != nil {
-			t.Fatalf("copying %s: %v\n%s", p, err, b)
+	recipeBuild.Do(func() {
+		ctx, out := filepath.Join(scratch, "context"), filepath.Join(scratch, "out")
+		for _, d := range []string{ctx, out} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				recipeBuildErr = err
+				return
+			}
 		}
+		for _, p := range r.contextPaths {
+			if b, err := exec.Command("cp", "-a", filepath.Join(RepoRoot(), p), filepath.Join(ctx, p)).CombinedOutput(); err != nil {
+				recipeBuildErr = fmt.Errorf("copying %s: %w\n%s", p, err, b)
+				return
+			}
+		}
+		cmd := exec.Command("sh", "-c", strings.ReplaceAll(r.build, "/out/", out+"/"))
+		cmd.Dir = ctx
+		cmd.Env = append(os.Environ(), "VERSION=0.0.0-test")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			recipeBuildErr = fmt.Errorf("the Dockerfile's build, %s: %w\n%s", r.build, err, b)
+			return
+		}
+		recipeAgent = filepath.Join(out, "ebpf-metrics")
+	})
+	if recipeBuildErr != nil {
+		t.Fatal(recipeBuildErr)
 	}
-	cmd := exec.Command("sh", "-c", strings.ReplaceAll(r.build, "/out/", out+"/"))
-	cmd.Dir = ctx
-	cmd.Env = append(os.Environ(), "VERSION=0.0.0-test")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("the Dockerfile's build, %s: %v\n%s", r.build, err, b)
-	}
-	return filepath.Join(out, "ebpf-metrics")
+	return recipeAgent
 }
 
 // population holds eBPF objects made by ebpf-loadgen for the test's life.
@@ -185,8 +206,9 @@ const (
 // the user, capabilities, no_new_privs, read-only root, host PID namespace,
 // own network namespace, read-only mounts of the volumes (hostDirs maps a
 // mount path to the directory holding that volume's files), memory limit,
-// environment (the Downward API's values made up) and args.
-func ociSpec(t *testing.T, ds *appsv1.DaemonSet, r recipe, shape capsShape, hostDirs map[string]string) map[string]any {
+// environment (the Downward API's values made up, the Secrets' read from
+// secrets) and args.
+func ociSpec(t *testing.T, ds *appsv1.DaemonSet, r recipe, shape capsShape, hostDirs map[string]string, secrets []*corev1.Secret) map[string]any {
 	t.Helper()
 	pod := ds.Spec.Template.Spec
 	c := agentContainer(t, ds)
@@ -205,6 +227,17 @@ func ociSpec(t *testing.T, ds *appsv1.DaemonSet, r recipe, shape capsShape, host
 		v := e.Value
 		if f := e.ValueFrom; f != nil && f.FieldRef != nil {
 			v = map[string]string{"spec.nodeName": "node-1", "metadata.name": "ebpf-metrics-x7k2p", "metadata.namespace": Namespace}[f.FieldRef.FieldPath]
+		}
+		if f := e.ValueFrom; f != nil && f.SecretKeyRef != nil {
+			found := false
+			for _, s := range secrets {
+				if data, ok := s.Data[f.SecretKeyRef.Key]; ok && s.Name == f.SecretKeyRef.Name {
+					v, found = string(data), true
+				}
+			}
+			if !found {
+				t.Fatalf("%s: no key %s in Secret %s", e.Name, f.SecretKeyRef.Key, f.SecretKeyRef.Name)
+			}
 		}
 		vars[e.Name] = v
 		env = append(env, e.Name+"="+v)
@@ -381,34 +414,41 @@ func (c *container) pid(t *testing.T) int {
 	}
 }
 
-// httpClientIn returns a client whose connections are made from the network
-// namespace of process pid: the pod's own, which the host cannot reach.
-// Each socket is created on an OS thread moved into that namespace; the
-// thread is discarded afterwards (it exits with its locked goroutine).
+// inNetns runs f on an OS thread moved into the network namespace of
+// process pid (the pod's own, which the host cannot reach), so that the
+// sockets f creates belong to it. The thread is discarded afterwards: it
+// exits with its goroutine, which never unlocks it.
+func inNetns[T any](pid int, f func() (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		var zero T
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ch <- result{zero, err}
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			ch <- result{zero, fmt.Errorf("entering the pod's network namespace: %w", err)}
+			return
+		}
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	r := <-ch
+	return r.v, r.err
+}
+
+// httpClientIn returns a client whose connections start in the network
+// namespace of process pid.
 func httpClientIn(pid int) *http.Client {
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
-			fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/net", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				ch <- result{nil, err}
-				return
-			}
-			defer unix.Close(fd)
-			if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-				ch <- result{nil, fmt.Errorf("entering the pod's network namespace: %w", err)}
-				return
-			}
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.c, r.err
+		return inNetns(pid, func() (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, network, addr) })
 	}
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true}}
 }
@@ -472,7 +512,7 @@ func TestDaemonSetUnderRunc(t *testing.T) {
 	volumes := map[string]string{"/etc/ebpf-metrics/config": cfgDir}
 
 	t.Run("containerd and CRI-O", func(t *testing.T) {
-		c := runContainer(t, runc, setcap, agent, r, ociSpec(t, ds, r, criShape, volumes), r.setcap)
+		c := runContainer(t, runc, setcap, agent, r, ociSpec(t, ds, r, criShape, volumes, nil), r.setcap)
 		pid := c.pid(t)
 		client := httpClientIn(pid)
 		port := agentContainer(t, ds).Ports[0].ContainerPort
@@ -559,12 +599,86 @@ func TestDaemonSetUnderRunc(t *testing.T) {
 			if tc.drop != "" {
 				sc.Capabilities.Add = []corev1.Capability{"BPF"}
 			}
-			c := runContainer(t, runc, setcap, agent, r, ociSpec(t, ds, r, tc.shape, volumes), tc.fileCaps)
+			c := runContainer(t, runc, setcap, agent, r, ociSpec(t, ds, r, tc.shape, volumes, nil), tc.fileCaps)
 			code := c.wait(t)
 			if code == 0 || !strings.Contains(c.stderr.String(), tc.want) {
 				t.Errorf("exit %d, want a failure naming %q:\n%s", code, tc.want, c.stderr.String())
 			}
 			t.Logf("exit %d: %s", code, strings.TrimSpace(c.stderr.String()))
 		})
+	}
+}
+
+// TestOTLPUnderRunc: the chart's OTLP values reach the agent as it wants
+// them. The pod of TestDaemonSetUnderRunc, rendered with an OTLP endpoint
+// and headers, pushes to a receiver listening in the pod's network
+// namespace: the request carries the headers from the chart's Secret
+// (OTEL_EXPORTER_OTLP_HEADERS) and the resource attributes from the
+// Downward API's variables.
+func TestOTLPUnderRunc(t *testing.T) {
+	requireRoot(t)
+	runc := requireTool(t, "runc", "runc")
+	setcap := requireTool(t, "setcap", "libcap2-bin")
+	r := readRecipe(t)
+	agent := buildFromRecipe(t, r)
+	rendered := render(t, `
+config: {max_syscalls_per_second: 0}
+otlp:
+  endpoint: http://127.0.0.1:4318
+  interval: 1s
+  headers: {Authorization: "Bearer s3cret a+b/c", X-Scope-OrgID: tenant-1}
+`)
+	ds := one[*appsv1.DaemonSet](t, rendered, Release)
+	checkLeastPrivilege(t, ds)
+	cfgDir := t.TempDir()
+	if err := os.Chmod(cfgDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "config.yaml"), []byte(one[*corev1.ConfigMap](t, rendered, Release).Data["config.yaml"]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	secret := one[*corev1.Secret](t, rendered, Release+"-otlp-headers")
+	c := runContainer(t, runc, setcap, agent, r,
+		ociSpec(t, ds, r, criShape, map[string]string{"/etc/ebpf-metrics/config": cfgDir}, []*corev1.Secret{secret}), r.setcap)
+
+	type push struct {
+		path   string
+		header http.Header
+		body   []byte
+	}
+	pushes := make(chan push, 16)
+	l, err := inNetns(c.pid(t), func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:4318") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		select {
+		case pushes <- push{req.URL.Path, req.Header.Clone(), body}:
+		default:
+		}
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	})}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Close()
+
+	var p push
+	select {
+	case p = <-pushes:
+	case <-c.done:
+		t.Fatalf("the agent exited: %v\n%s", c.cmd.ProcessState, c.stderr.String())
+	case <-time.After(time.Minute):
+		t.Fatalf("no push within a minute:\n%s", c.stderr.String())
+	}
+	if p.path != "/v1/metrics" || p.header.Get("Authorization") != "Bearer s3cret a+b/c" || p.header.Get("X-Scope-OrgID") != "tenant-1" {
+		t.Errorf("push to %s with headers %v", p.path, p.header)
+	}
+	// Protocol buffers carry strings as they are: the resource attributes
+	// and their values are in the body.
+	for _, want := range []string{"service.name", "ebpf-metrics", "k8s.node.name", "node-1", "k8s.pod.name", "ebpf-metrics-x7k2p",
+		"k8s.namespace.name", Namespace, "odigos_ebpf_objects"} {
+		if !bytes.Contains(p.body, []byte(want)) {
+			t.Errorf("the push (%d bytes) lacks %q", len(p.body), want)
+		}
 	}
 }

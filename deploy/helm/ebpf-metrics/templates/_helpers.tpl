@@ -56,17 +56,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if include "ebpf-metrics.webTLS" . }}https{{ else }}http{{ end }}
 {{- end }}
 
-{{/* The OTLP headers' Secret and the header names it holds, sorted. */}}
+{{/* The Secret holding OTEL_EXPORTER_OTLP_HEADERS, and its key. */}}
 {{- define "ebpf-metrics.otlpHeaderSecret" -}}
 {{- if .Values.otlp.existingSecret }}{{ .Values.otlp.existingSecret }}
 {{- else if .Values.otlp.headers }}{{ include "ebpf-metrics.fullname" . }}-otlp-headers
 {{- end }}
 {{- end }}
 
-{{- define "ebpf-metrics.otlpHeaderNames" -}}
-{{- if .Values.otlp.existingSecret }}{{ toJson .Values.otlp.existingSecretHeaders }}
-{{- else }}{{ keys .Values.otlp.headers | sortAlpha | toJson }}
-{{- end }}
+{{- define "ebpf-metrics.otlpHeaderKey" -}}
+{{- if .Values.otlp.existingSecret }}{{ .Values.otlp.existingSecretKey }}{{ else }}OTEL_EXPORTER_OTLP_HEADERS{{ end }}
 {{- end }}
 
 {{/* The resources in force: resources, or those of the profile. */}}
