@@ -269,7 +269,7 @@ func TestDefaults(t *testing.T) {
 	}
 	c := agentContainer(t, ds)
 	checkGoMemLimit(t, c)
-	for name, path := range map[string]string{"K8S_NODE_NAME": "spec.nodeName", "K8S_POD_NAME": "metadata.name", "K8S_POD_NAMESPACE": "metadata.namespace"} {
+	for name, path := range map[string]string{"K8S_NODE_NAME": "spec.nodeName", "K8S_NODE_IP": "status.hostIP", "K8S_POD_NAME": "metadata.name", "K8S_POD_NAMESPACE": "metadata.namespace"} {
 		if e, ok := env(c, name); !ok || e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != path {
 			t.Errorf("%s: want the Downward API's %s, got %+v", name, path, e)
 		}

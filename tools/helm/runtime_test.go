@@ -206,8 +206,9 @@ const (
 // the user, capabilities, no_new_privs, read-only root, host PID namespace,
 // own network namespace, read-only mounts of the volumes (hostDirs maps a
 // mount path to the directory holding that volume's files), memory limit,
-// environment (the Downward API's values made up, the Secrets' read from
-// secrets) and args.
+// environment (the Downward API's values made up, the node's address as
+// the pod's own loopback, where TestOTLPUnderRunc listens; the Secrets'
+// values read from secrets) and args, $(VAR) expanded as the kubelet does.
 func ociSpec(t *testing.T, ds *appsv1.DaemonSet, r recipe, shape capsShape, hostDirs map[string]string, secrets []*corev1.Secret) map[string]any {
 	t.Helper()
 	pod := ds.Spec.Template.Spec
@@ -226,7 +227,7 @@ func ociSpec(t *testing.T, ds *appsv1.DaemonSet, r recipe, shape capsShape, host
 	for _, e := range c.Env {
 		v := e.Value
 		if f := e.ValueFrom; f != nil && f.FieldRef != nil {
-			v = map[string]string{"spec.nodeName": "node-1", "metadata.name": "ebpf-metrics-x7k2p", "metadata.namespace": Namespace}[f.FieldRef.FieldPath]
+			v = map[string]string{"spec.nodeName": "node-1", "status.hostIP": "127.0.0.1", "metadata.name": "ebpf-metrics-x7k2p", "metadata.namespace": Namespace}[f.FieldRef.FieldPath]
 		}
 		if f := e.ValueFrom; f != nil && f.SecretKeyRef != nil {
 			found := false
@@ -624,7 +625,7 @@ func TestOTLPUnderRunc(t *testing.T) {
 	rendered := render(t, `
 config: {max_syscalls_per_second: 0}
 otlp:
-  endpoint: http://127.0.0.1:4318
+  endpoint: http://$(K8S_NODE_IP):4318
   interval: 1s
   headers: {Authorization: "Bearer s3cret a+b/c", X-Scope-OrgID: tenant-1}
 `)
