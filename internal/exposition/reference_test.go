@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/ebpf-metrics/ebpf-metrics/internal/history"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 	agenttest "github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
@@ -64,9 +65,11 @@ func TestMetricsReference(t *testing.T) {
 	}
 
 	c := NewMetrics(publish(testSnapshot()), "")
+	hist := historyMetrics(t, true)
 	described := make(map[string][]string) // name → variable labels, sorted
 	ch := make(chan *prometheus.Desc, 256)
 	c.Describe(ch)
+	hist.Describe(ch)
 	close(ch)
 	for d := range ch {
 		m := descRE.FindStringSubmatch(d.String())
@@ -83,8 +86,9 @@ func TestMetricsReference(t *testing.T) {
 
 	// The golden snapshot has every metric; the registry adds build_info
 	// and the standard groups, the HTTP handler promhttp_*.
-	golden := gatheredFamilies(t, pedantic(c))
+	golden := gatheredFamilies(t, pedantic(c, hist))
 	reg := NewRegistry(c, "")
+	reg.MustRegister(hist)
 	h := newMetricsHandler(reg, 1, time.Second, slog.New(slog.DiscardHandler))
 	all := gatheredFamilies(t, prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		return h.liveFamilies(nil), nil
@@ -185,10 +189,12 @@ func checkFamily(t *testing.T, doc agenttest.MetricRef, mf *dto.MetricFamily) {
 func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 	t.Helper()
 	const (
-		always   = "always"
-		cycle    = "after a cycle"
-		stats    = "with system stats"
-		elements = "with element counts"
+		always       = "always"
+		cycle        = "after a cycle"
+		stats        = "with system stats"
+		elements     = "with element counts"
+		history      = "with history"
+		historyCycle = "with history, after a cycle"
 	)
 	beforeCycle := &snapshot.Snapshot{Active: true, Mode: [kernel.NumKinds]string{"syscall", "syscall", "syscall"}}
 	plain := testSnapshot()
@@ -199,23 +205,30 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 	withElements.SystemStats = false
 
 	for _, tc := range []struct {
-		name string
-		s    *snapshot.Snapshot
-		want []string // the values of the present column whose metrics are sent
+		name    string
+		s       *snapshot.Snapshot
+		history prometheus.Collector // nil: history_bytes 0
+		want    []string             // the values of the present column whose metrics are sent
 	}{
-		{"before the first cycle", beforeCycle, []string{always}},
-		{"after a cycle", plain, []string{always, cycle}},
-		{"with system stats", withStats, []string{always, cycle, stats}},
-		{"with element counts", withElements, []string{always, cycle, elements}},
+		{"before the first cycle", beforeCycle, nil, []string{always}},
+		{"after a cycle", plain, nil, []string{always, cycle}},
+		{"with system stats", withStats, nil, []string{always, cycle, stats}},
+		{"with element counts", withElements, nil, []string{always, cycle, elements}},
+		{"with history, before the first cycle", beforeCycle, historyMetrics(t, false), []string{always, history}},
+		{"with history, after a cycle", plain, historyMetrics(t, true), []string{always, cycle, history, historyCycle}},
 	} {
-		fams := gatheredFamilies(t, pedantic(NewMetrics(publish(tc.s), "")))
+		cs := []prometheus.Collector{NewMetrics(publish(tc.s), "")}
+		if tc.history != nil {
+			cs = append(cs, tc.history)
+		}
+		fams := gatheredFamilies(t, pedantic(cs...))
 		for _, name := range sortedKeys(documented) {
 			doc := documented[name]
 			if name == DefaultNamespace+"_build_info" {
 				continue // the registry's, always
 			}
-			if !slices.Contains([]string{always, cycle, stats, elements}, doc.Present) {
-				t.Errorf("%s: present %q, want one of always, after a cycle, with system stats, with element counts", name, doc.Present)
+			if !slices.Contains([]string{always, cycle, stats, elements, history, historyCycle}, doc.Present) {
+				t.Errorf("%s: present %q, want one of always, after a cycle, with system stats, with element counts, with history, with history, after a cycle", name, doc.Present)
 				continue
 			}
 			_, sent := fams[name]
@@ -226,8 +239,22 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 	}
 }
 
-func pedantic(c prometheus.Collector) *prometheus.Registry {
+func pedantic(cs ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
+	reg.MustRegister(cs...)
 	return reg
+}
+
+// historyMetrics is the collector of the history's size, which the agent
+// registers beside NewMetrics', over a history holding one cycle or none.
+func historyMetrics(t *testing.T, cycle bool) prometheus.Collector {
+	t.Helper()
+	h, err := history.New(history.MinBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cycle {
+		history.NewRecorder(h, nil, DefaultNamespace).Append(testSnapshot())
+	}
+	return history.NewMetrics(h, DefaultNamespace)
 }
