@@ -252,9 +252,23 @@ type typeRow struct {
 
 type healthRow struct {
 	Name  string
-	Cells []Cell
+	Cells []captioned
 	Note  string
 	Bad   bool
+}
+
+// captioned is a number with a word after it: "3 errors".
+type captioned struct {
+	Cell    Cell
+	Caption string
+}
+
+func cs(pairs ...any) []captioned {
+	var out []captioned
+	for i := 0; i+1 < len(pairs); i += 2 {
+		out = append(out, captioned{pairs[i].(Cell), pairs[i+1].(string)})
+	}
+	return out
 }
 
 type flag struct {
@@ -318,27 +332,31 @@ func (p *Page) build(mfs []*dto.MetricFamily) *view {
 	}
 
 	active := p.cell(f, "collection_active", onOff)
+	errs := p.sum(f, "collection_errors_total", count)
+	hits := p.cell(f, "collection_memory_limit_hit_total", count)
 	v.Health = []healthRow{
-		{Name: "collection", Cells: []Cell{active}, Bad: active.Present() && active.Value != 1,
-			Note: "suspended when the agent reaches 90% of its memory budget"},
-		{Name: "memory budget", Cells: []Cell{usage, budget}, Note: budgetNote(usage, budget),
+		{Name: "collection", Cells: cs(active, ""), Bad: active.Present() && active.Value != 1,
+			Note: "suspended at 90% of the memory budget"},
+		{Name: "memory budget", Cells: cs(usage, "used", budget, "budget"), Note: budgetNote(usage, budget),
 			Bad: budget.Value > 0 && usage.Value >= 0.9*budget.Value},
-		{Name: "last cycle", Cells: []Cell{last, p.cell(f, "last_collection_duration_seconds", seconds)}},
-		{Name: "cycles", Cells: []Cell{v.Cycles, p.cell(f, "collection_overruns_total", count)}, Note: "completed, overran the interval"},
-		{Name: "errors", Cells: []Cell{p.sum(f, "collection_errors_total", count)}, Note: "failed kernel operations since start"},
-		{Name: "memory limit hits", Cells: []Cell{p.cell(f, "collection_memory_limit_hit_total", count)}, Note: "cycles stopped at 90% of the budget"},
-		{Name: "system calls", Cells: []Cell{p.sum(f, "syscalls_total", count)}, Note: "since start"},
+		{Name: "last cycle", Cells: cs(last, "", p.cell(f, "last_collection_duration_seconds", seconds), "long")},
+		{Name: "cycles", Cells: cs(v.Cycles, "completed", p.cell(f, "collection_overruns_total", count), "overran the interval")},
+		{Name: "errors", Cells: cs(errs, "failed kernel operations", hits, "cycles stopped by the budget"),
+			Bad: errs.Value > 0 || hits.Value > 0},
+		{Name: "system calls", Cells: cs(p.sum(f, "syscalls_total", count), "since start")},
 	}
-	v.Health[4].Bad = v.Health[4].Cells[0].Value > 0
-	v.Health[5].Bad = v.Health[5].Cells[0].Value > 0
 	if hb := p.cell(f, "history_bytes", bytesText); hb.Present() {
-		v.Health = append(v.Health, healthRow{Name: "history",
-			Cells: []Cell{p.cell(f, "history_samples", count), hb, p.cell(f, "history_memory_bytes", bytesText)},
-			Note:  "samples, compressed, memory held"})
+		samples := p.cell(f, "history_samples", count)
+		note := ""
+		if samples.Value > 0 {
+			note = fmt.Sprintf("%.2f bytes per sample", hb.Value/samples.Value)
+		}
+		v.Health = append(v.Health, healthRow{Name: "history", Note: note,
+			Cells: cs(samples, "samples", hb, "compressed", p.cell(f, "history_memory_bytes", bytesText), "held")})
 	}
 	for _, k := range kinds {
 		if m := f.find(ns+"_collection_mode", "type", k); m != nil {
-			v.Modes = append(v.Modes, flag{Name: k + ": " + label(m, "mode"), On: true,
+			v.Modes = append(v.Modes, flag{Name: k, On: true,
 				Cell: Cell{Metric: ns + "_collection_mode", Labels: labelString(m), Value: value(m), Text: label(m, "mode")}})
 		}
 	}
