@@ -4,9 +4,11 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
@@ -178,5 +180,33 @@ func TestRecordMatchesMetrics(t *testing.T) {
 	// cycle; 13 map types × 2, 6 program types × 2, 3 link types.
 	if want := 9 + 2 + 3 + 26 + 12 + 3; seriesCount != want {
 		t.Errorf("%d series, want %d", seriesCount, want)
+	}
+}
+
+// How far back each profile's history goes on the steady node (53
+// series): what docs/tuning.md quotes. Every profile keeps at least a day.
+func TestRetentionByProfile(t *testing.T) {
+	for _, name := range config.Profiles() {
+		cfg, err := config.ForProfile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := newHistory(t, int(cfg.HistoryBytes))
+		r := NewRecorder(h, nil, ns)
+		n := newSteadyNode()
+		r.Append(n.next())
+		first := h.Stats().Oldest
+		for h.Stats().Oldest == first { // until the ring drops its first block
+			if !r.Append(n.next()) {
+				t.Fatal("not recorded")
+			}
+		}
+		st := h.Stats()
+		keep := time.Duration(st.Rows) * cfg.CollectionInterval
+		t.Logf("%s: history_bytes %d, %d rows after the ring wrapped: %.1f days at %s; %.3f bytes per sample",
+			name, cfg.HistoryBytes, st.Rows, keep.Hours()/24, cfg.CollectionInterval, float64(st.Bytes)/float64(st.Samples))
+		if keep < 24*time.Hour {
+			t.Errorf("%s keeps %s", name, keep)
+		}
 	}
 }

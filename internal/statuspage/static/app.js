@@ -155,9 +155,14 @@
     if (!resp.ok) throw new Error("history: HTTP " + resp.status);
     const all = (await resp.json()).series;
     let first = Infinity, lastT = -Infinity;
+    const shown = [];
     for (const c of charts) {
       const series = all.filter((s) => c.names.includes(s.name));
       if (c.optional && series.length === 0) continue;
+      shown.push([c, series]);
+      figure(c); // every figure in the grid first, so that each plot gets its column's width
+    }
+    for (const [c, series] of shown) {
       draw(c, series);
       for (const s of series) {
         first = Math.min(first, s.points[0][0]);
