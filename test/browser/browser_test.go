@@ -202,6 +202,9 @@ type pageState struct {
 }
 
 const readPage = `(() => {
+  const colours = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d",
+    "#ea580c", "#4f46e5", "#0d9488", "#9333ea", "#ca8a04", "#e11d48", "#475569", "#059669"]
+    .map((h) => [1, 3, 5].map((i) => parseInt(h.slice(i, i + 2), 16)));
   const cells = [...document.querySelectorAll("#now span.num[data-metric]")].map((e) => ({
     metric: e.dataset.metric, labels: e.dataset.labels || "", sum: e.dataset.agg === "sum", value: e.dataset.value }));
   const charts = [...document.querySelectorAll("figure.chart")].map((f) => {
@@ -212,8 +215,9 @@ const readPage = `(() => {
       for (let i = 0; i < d.length; i += 4) {
         if (d[i + 3] === 0) continue;
         canvas++;
-        // #2563eb, the first series' colour, antialiased
-        if (Math.abs(d[i] - 0x25) < 40 && Math.abs(d[i + 1] - 0x63) < 40 && Math.abs(d[i + 2] - 0xeb) < 40) stroke++;
+        // the colour of one of the chart's series (app.js' palette), antialiased
+        if (colours.slice(0, +f.dataset.series).some(([r, g, b]) =>
+          Math.abs(d[i] - r) < 30 && Math.abs(d[i + 1] - g) < 30 && Math.abs(d[i + 2] - b) < 30)) stroke++;
       }
     }
     return { id: f.id, title: f.querySelector("h2").textContent, series: +f.dataset.series, points: +f.dataset.points,
@@ -400,7 +404,7 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Errorf("%s: %d series, %d in the legend; the API has %d", c.ID, c.Series, len(c.Legend), want)
 		}
 		if c.Points < cycles || c.Canvas == 0 || c.Stroke == 0 {
-			t.Errorf("%s: %d points, %d pixels drawn, %d of the first series' colour", c.ID, c.Points, c.Canvas, c.Stroke)
+			t.Errorf("%s: %d points, %d pixels drawn, %d of its series' colours", c.ID, c.Points, c.Canvas, c.Stroke)
 		}
 		for _, l := range c.Legend {
 			s, ok := api[l.Name+"{"+l.Labels+"}"]
