@@ -102,6 +102,7 @@ type History struct {
 	rowStamp uint32
 	rowTs    int64
 	inRow    bool
+	sealNext bool // the next row starts a block
 
 	samples int
 	dropped uint64 // Set calls refused: no slot or no room in a row
@@ -196,6 +197,17 @@ func (h *History) Series(name string, labels ...Label) Ref {
 		}
 	}
 	meta := (&series{name: name, labels: ls}).labelBytes()
+	// New series win over old samples: while the table is full and
+	// released series hold slots, the oldest blocks go first.
+	for !h.room(meta) && h.count > 1 && h.anyReleased() {
+		h.dropOldest()
+	}
+	if !h.room(meta) && h.count == 1 && h.anyReleased() {
+		// The released series all have samples in the head block: end
+		// it at the next row, so that it can be dropped for the next new
+		// series. Churn beyond the table's size costs retention.
+		h.sealNext = true
+	}
 	var ref Ref
 	if n := len(h.free); n > 0 {
 		ref = h.free[n-1]
@@ -239,10 +251,47 @@ func (h *History) Series(name string, labels ...Label) Ref {
 func (h *History) Release(ref Ref) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.release(ref)
+}
+
+// release is Release with the lock held (between Begin and Commit).
+func (h *History) release(ref Ref) {
 	if ref < 0 || int(ref) >= len(h.series) || !h.series[ref].used {
 		return
 	}
 	h.series[ref].released = true
+	h.reclaim()
+}
+
+// room reports whether a series of meta label bytes fits the table now.
+func (h *History) room(meta int) bool {
+	if len(h.free) > 0 {
+		return h.meta+meta <= h.metaLimit
+	}
+	if len(h.series) == maxSeries {
+		return false
+	}
+	grow := 0
+	if len(h.series) == cap(h.series) {
+		grow = 32 * int(unsafe.Sizeof(series{}))
+	}
+	return h.meta+grow+meta <= h.metaLimit
+}
+
+func (h *History) anyReleased() bool {
+	for i := range h.series {
+		if h.series[i].used && h.series[i].released {
+			return true
+		}
+	}
+	return false
+}
+
+// dropOldest drops the oldest block (never the head) and frees the slots
+// of the released series that had samples only there or before.
+func (h *History) dropOldest() {
+	h.samples -= h.blocks[h.oldest()].samples
+	h.count--
 	h.reclaim()
 }
 
@@ -318,7 +367,8 @@ func (h *History) Commit() error {
 	if h.head >= 0 && h.blocks[h.head].rows > 0 && h.rowTs <= h.blocks[h.head].tLast {
 		return ErrOutOfOrder
 	}
-	if h.head < 0 || !h.fits() {
+	if h.head < 0 || h.sealNext || !h.fits() {
+		h.sealNext = false
 		h.startBlock()
 	}
 	h.writeRow()
