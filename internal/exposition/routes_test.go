@@ -48,10 +48,9 @@ func TestServerLandingAndHandlers(t *testing.T) {
 func TestServerHandlerConflict(t *testing.T) {
 	_, err := NewServer(ServerConfig{
 		ListenAddresses: []string{"127.0.0.1:0"},
-		TelemetryPath:   "/api/v1/history",
-		Handlers:        map[string]http.Handler{"GET /api/v1/history": http.NotFoundHandler()},
+		Handlers:        map[string]http.Handler{"GET /metrics": http.NotFoundHandler()},
 	}, testRegistry(publish(testSnapshot())), nil)
-	if err == nil || !strings.Contains(err.Error(), "/api/v1/history") {
+	if err == nil || !strings.Contains(err.Error(), "GET /metrics") {
 		t.Errorf("%v, want an error naming the pattern", err)
 	}
 }

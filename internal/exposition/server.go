@@ -56,7 +56,8 @@ type ServerConfig struct {
 	// repeatable), e.g. ":9435". At least one is required.
 	ListenAddresses []string
 	// TelemetryPath is where the metrics are served (--web.telemetry-path):
-	// an absolute, clean path of [A-Za-z0-9._~/-], outside /-/ and /debug/.
+	// an absolute, clean path of [A-Za-z0-9._~/-], outside /-/, /debug/,
+	// /api/ and /static/.
 	TelemetryPath string
 	// WebConfigFile is an exporter-toolkit web configuration file
 	// (--web.config.file: TLS, basic auth, headers, rate limit); "" serves
@@ -183,8 +184,9 @@ func CheckTelemetryPath(p string) error {
 	if c := path.Clean(p); c != p && c+"/" != p {
 		return bad("must be a clean path")
 	}
-	if strings.HasPrefix(p, "/-/") || p == "/debug" || strings.HasPrefix(p, "/debug/") {
-		return bad("/-/ and /debug/ are reserved")
+	if strings.HasPrefix(p, "/-/") || p == "/debug" || strings.HasPrefix(p, "/debug/") ||
+		strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/static/") {
+		return bad("/-/, /debug/, /api/ (the history) and /static/ (the status page) are reserved")
 	}
 	return nil
 }
