@@ -87,7 +87,7 @@ func TestMetricsReference(t *testing.T) {
 	// The golden snapshot has every metric; the registry adds build_info
 	// and the standard groups, the HTTP handler promhttp_*.
 	golden := gatheredFamilies(t, pedantic(c, hist))
-	reg := NewRegistry(c, "")
+	reg := NewRegistry(c, "", "")
 	reg.MustRegister(hist)
 	h := newMetricsHandler(reg, 1, time.Second, slog.New(slog.DiscardHandler))
 	all := gatheredFamilies(t, prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
@@ -193,16 +193,18 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		cycle        = "after a cycle"
 		stats        = "with system stats"
 		elements     = "with element counts"
+		formula      = "with the formula check"
 		history      = "with history"
 		historyCycle = "with history, after a cycle"
 	)
+	presents := []string{always, cycle, stats, elements, formula, history, historyCycle}
 	beforeCycle := &snapshot.Snapshot{Active: true, Mode: [kernel.NumKinds]string{"syscall", "syscall", "syscall"}}
-	plain := testSnapshot()
-	plain.SystemStats, plain.ElementCounts = false, false
-	withStats := testSnapshot()
-	withStats.ElementCounts = false
-	withElements := testSnapshot()
-	withElements.SystemStats = false
+	only := func(stats, elements, formula bool) *snapshot.Snapshot {
+		s := testSnapshot()
+		s.SystemStats, s.ElementCounts = stats, elements
+		s.Features[snapshot.FeatureMemoryFormulaCheck] = formula
+		return s
+	}
 
 	for _, tc := range []struct {
 		name    string
@@ -211,11 +213,12 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		want    []string             // the values of the present column whose metrics are sent
 	}{
 		{"before the first cycle", beforeCycle, nil, []string{always}},
-		{"after a cycle", plain, nil, []string{always, cycle}},
-		{"with system stats", withStats, nil, []string{always, cycle, stats}},
-		{"with element counts", withElements, nil, []string{always, cycle, elements}},
+		{"after a cycle", only(false, false, false), nil, []string{always, cycle}},
+		{"with system stats", only(true, false, false), nil, []string{always, cycle, stats}},
+		{"with element counts", only(false, true, false), nil, []string{always, cycle, elements}},
+		{"with the formula check", only(false, false, true), nil, []string{always, cycle, formula}},
 		{"with history, before the first cycle", beforeCycle, historyMetrics(t, false), []string{always, history}},
-		{"with history, after a cycle", plain, historyMetrics(t, true), []string{always, cycle, history, historyCycle}},
+		{"with history, after a cycle", only(false, false, false), historyMetrics(t, true), []string{always, cycle, history, historyCycle}},
 	} {
 		cs := []prometheus.Collector{NewMetrics(publish(tc.s), "")}
 		if tc.history != nil {
@@ -227,8 +230,8 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 			if name == DefaultNamespace+"_build_info" {
 				continue // the registry's, always
 			}
-			if !slices.Contains([]string{always, cycle, stats, elements, history, historyCycle}, doc.Present) {
-				t.Errorf("%s: present %q, want one of always, after a cycle, with system stats, with element counts, with history, with history, after a cycle", name, doc.Present)
+			if !slices.Contains(presents, doc.Present) {
+				t.Errorf("%s: present %q, want one of %s", name, doc.Present, strings.Join(presents, ", "))
 				continue
 			}
 			_, sent := fams[name]
