@@ -101,7 +101,6 @@ type History struct {
 	set      []Ref // series Set in the row being built
 	rowStamp uint32
 	rowTs    int64
-	inRow    bool
 	sealNext bool // the next row starts a block
 
 	samples int
@@ -325,7 +324,6 @@ func (h *History) oldest() int {
 // Commit: Set the row's series in between, then Commit.
 func (h *History) Begin(ts int64) {
 	h.mu.Lock()
-	h.inRow = true
 	h.rowTs = ts
 	h.rowStamp++
 	if h.rowStamp == 0 { // wrapped: no slot may still carry stamp 0 as current
@@ -363,7 +361,6 @@ var ErrOutOfOrder = errors.New("history: row not later than the last one")
 // Commit encodes the row and unlocks the history.
 func (h *History) Commit() error {
 	defer h.mu.Unlock()
-	h.inRow = false
 	if h.head >= 0 && h.blocks[h.head].rows > 0 && h.rowTs <= h.blocks[h.head].tLast {
 		return ErrOutOfOrder
 	}
