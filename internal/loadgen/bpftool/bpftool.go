@@ -33,6 +33,16 @@ type Object struct {
 	BytesMemlock uint64 `json:"bytes_memlock"`
 	ProgID       uint32 `json:"prog_id"`     // links
 	TargetName   string `json:"target_name"` // iterator links
+	// Pids are the processes holding a descriptor of the object, where
+	// bpftool can find them (its iterator needs the kernel's bpf_map_fops
+	// and the others in kallsyms: CONFIG_KALLSYMS_ALL).
+	Pids []Pid `json:"pids"`
+}
+
+// Pid is a process holding an object.
+type Pid struct {
+	PID  uint32 `json:"pid"`
+	Comm string `json:"comm"`
 }
 
 // Path finds the bpftool binary: on $PATH, else in /usr/sbin.
