@@ -108,3 +108,25 @@ func WaitGone(kind Kind, ids []uint32, timeout time.Duration) ([]uint32, error) 
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Skeletons reports whether bpftool was built with its BPF skeletons,
+// without which it reports no Pids (Debian's bpftool 7.1 has none).
+func Skeletons() (bool, error) {
+	path, err := Path()
+	if err != nil {
+		return false, err
+	}
+	out, err := exec.Command(path, "-j", "version").Output()
+	if err != nil {
+		return false, fmt.Errorf("bpftool -j version: %w", err)
+	}
+	var v struct {
+		Features struct {
+			Skeletons bool `json:"skeletons"`
+		} `json:"features"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		return false, fmt.Errorf("bpftool -j version: decoding: %w", err)
+	}
+	return v.Features.Skeletons, nil
+}
