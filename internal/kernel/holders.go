@@ -115,7 +115,10 @@ type HolderProcessInfo struct {
 
 // HolderCgroupInfo is a cgroup's path.
 type HolderCgroupInfo struct {
+	// ID is the cgroup's ID in its hierarchy, HolderProcessInfo.Cgroup1
+	// when V1, else Cgroup: IDs are unique within a hierarchy only.
 	ID uint64
+	V1 bool
 	// Path is "/" followed by the last components of the cgroup's path,
 	// up to 8; it points into the Holders' buffer and is valid until the
 	// next call of Next.
@@ -516,6 +519,7 @@ func (h *Holders) decode(b []byte, rec *HolderRecord) error {
 			ID:       binary.LittleEndian.Uint64(b[idAt:]),
 			Path:     h.path,
 			Complete: binary.LittleEndian.Uint16(b[flagsAt:])&1 != 0,
+			V1:       binary.LittleEndian.Uint16(b[flagsAt:])&2 != 0,
 		}
 	default:
 		return errShortRecord

@@ -20,6 +20,7 @@ type holderDecoded struct {
 	ID       uint32
 	Process  HolderProcessInfo
 	CgroupID uint64
+	V1       bool
 	Path     string
 	Complete bool
 }
@@ -32,7 +33,7 @@ func holderDecodedOf(r *HolderRecord) holderDecoded {
 	case HolderProcess:
 		d.Process = r.Process
 	case HolderCgroup:
-		d.CgroupID, d.Path, d.Complete = r.Cgroup.ID, string(r.Cgroup.Path), r.Cgroup.Complete
+		d.CgroupID, d.V1, d.Path, d.Complete = r.Cgroup.ID, r.Cgroup.V1, string(r.Cgroup.Path), r.Cgroup.Complete
 	}
 	return d
 }
@@ -93,7 +94,7 @@ func refHolderStream(b []byte) ([]holderDecoded, error) {
 				path = "/"
 			}
 			out = append(out, holderDecoded{Type: HolderCgroup, CgroupID: le.Uint64(r[unsafe.Offsetof(c.Id):]), Path: path,
-				Complete: le.Uint16(r[unsafe.Offsetof(c.Flags):])&1 != 0})
+				Complete: le.Uint16(r[unsafe.Offsetof(c.Flags):])&1 != 0, V1: le.Uint16(r[unsafe.Offsetof(c.Flags):])&2 != 0})
 		default:
 			return out, errShortRecord
 		}

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil/holder"
@@ -20,19 +23,23 @@ import (
 type holderPass struct {
 	procs   map[uint32][]HolderProcessInfo // by TGID: a process record per file table
 	objects map[uint32]map[OwnObject]int   // by TGID: descriptors of each object
-	cgroups map[uint64]HolderCgroupInfo    // paths copied
+	byTask  map[uint32]map[OwnObject]int   // by PID: the same, per file table
+	cgroups map[uint64]HolderCgroupInfo    // paths copied, default hierarchy
+	cgroup1 map[uint64]HolderCgroupInfo    // v1 cpuset hierarchy
 	records int
 }
 
 func runHolders(t *testing.T, h *Holders) holderPass {
 	t.Helper()
-	p := holderPass{procs: map[uint32][]HolderProcessInfo{}, objects: map[uint32]map[OwnObject]int{}, cgroups: map[uint64]HolderCgroupInfo{}}
+	p := holderPass{procs: map[uint32][]HolderProcessInfo{}, objects: map[uint32]map[OwnObject]int{},
+		byTask:  map[uint32]map[OwnObject]int{},
+		cgroups: map[uint64]HolderCgroupInfo{}, cgroup1: map[uint64]HolderCgroupInfo{}}
 	if err := h.Begin(); err != nil {
 		t.Fatal(err)
 	}
 	defer h.End()
 	var rec HolderRecord
-	cur := uint32(0)
+	cur, task := uint32(0), uint32(0)
 	for {
 		err := h.Next(&rec)
 		if err == ErrEndOfList {
@@ -46,18 +53,26 @@ func runHolders(t *testing.T, h *Holders) holderPass {
 		case HolderCgroup:
 			c := rec.Cgroup
 			c.Path = bytes.Clone(c.Path)
-			p.cgroups[c.ID] = c
+			if c.V1 {
+				p.cgroup1[c.ID] = c
+			} else {
+				p.cgroups[c.ID] = c
+			}
 		case HolderProcess:
-			cur = rec.Process.TGID
+			cur, task = rec.Process.TGID, rec.Process.PID
 			p.procs[cur] = append(p.procs[cur], rec.Process)
 			if p.objects[cur] == nil {
 				p.objects[cur] = map[OwnObject]int{}
+			}
+			if p.byTask[task] == nil {
+				p.byTask[task] = map[OwnObject]int{}
 			}
 		case HolderFD:
 			if p.objects[cur] == nil {
 				t.Fatalf("%s %d before any process", rec.Kind, rec.ID)
 			}
 			p.objects[cur][OwnObject{rec.Kind, rec.ID}]++
+			p.byTask[task][OwnObject{rec.Kind, rec.ID}]++
 		}
 	}
 	return p
@@ -380,4 +395,124 @@ func progID(tb testing.TB, p *ebpf.Program) uint32 {
 	}
 	id, _ := info.ID()
 	return uint32(id)
+}
+
+// TestHoldersReadTheV1Cpuset: on a hybrid host, a process that a runtime
+// put in a v1 cpuset cgroup comes with that cgroup too, its path marked as
+// v1's (IDs are unique within a hierarchy only).
+func TestHoldersReadTheV1Cpuset(t *testing.T) {
+	testutil.RequireBPF(t)
+	mnt := testutil.CpusetV1Mount()
+	if mnt == "" {
+		t.Log("no cgroup v1 cpuset hierarchy is mounted: a v2-only host has no hybrid layout")
+		return
+	}
+	child := holder.Start(t, holder.Spec{Maps: 1, Layout: holder.LayoutKubeletCgroupfsV1})
+	var st unix.Stat_t
+	if err := unix.Stat(child.Cgroup1, &st); err != nil {
+		t.Fatal(err)
+	}
+	h, err := LoadHolders(&countingGate{}, HolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	p := runHolders(t, h)
+	procs := p.procs[uint32(child.PID)]
+	if len(procs) != 1 || procs[0].Cgroup != child.CgroupID || procs[0].Cgroup1 != st.Ino {
+		t.Fatalf("holder: %+v; want cgroups %d and %d", procs, child.CgroupID, st.Ino)
+	}
+	cg, ok := p.cgroup1[st.Ino]
+	want := strings.TrimPrefix(child.Cgroup1, mnt)
+	if !ok || !cg.V1 || string(cg.Path) != want || !cg.Complete {
+		t.Errorf("v1 cgroup %d: %+v (path %q), want path %q", st.Ino, cg, cg.Path, want)
+	}
+	if c, ok := p.cgroups[child.CgroupID]; !ok || c.V1 || !strings.HasSuffix(string(c.Path), "/system.slice/containerd.service") {
+		t.Errorf("v2 cgroup %d: %+v (path %q)", child.CgroupID, c, c.Path)
+	}
+}
+
+// TestHoldersThreadWithItsOwnFileTable: the iterator walks one file table
+// per process, skipping the threads that share their leader's; a thread
+// with a table of its own (unshare(CLONE_FILES)) comes as a second record
+// of the same TGID, named by the group leader's comm.
+func TestHoldersThreadWithItsOwnFileTable(t *testing.T) {
+	testutil.RequireBPF(t)
+	h, err := LoadHolders(&countingGate{}, HolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	type thread struct {
+		tid   int
+		mapID uint32
+		err   error
+	}
+	ready, release, done := make(chan thread), make(chan struct{}), make(chan struct{})
+	own := func() {
+		defer close(done)
+		// Never unlocked: the thread, and its file table, end with the goroutine.
+		runtime.LockOSThread()
+		if err := unix.Unshare(unix.CLONE_FILES); err != nil {
+			ready <- thread{err: err}
+			return
+		}
+		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("own-files\x00")[0])), 0, 0, 0); err != nil {
+			ready <- thread{err: err}
+			return
+		}
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+		if err != nil {
+			ready <- thread{err: err}
+			return
+		}
+		defer m.Close() // on this thread, in its table
+		// Not m.Info(), which reads /proc/self/fdinfo: the leader's table.
+		info := new(MapInfo)
+		if err := MapInfoByFD(m.FD(), info); err != nil {
+			ready <- thread{err: err}
+			return
+		}
+		ready <- thread{tid: unix.Gettid(), mapID: info.ID}
+		<-release
+	}
+	// Not on the main thread, which is the group leader and never ends:
+	// while one goroutine holds it, another gets a thread of its own.
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if unix.Gettid() != unix.Getpid() {
+			own()
+			return
+		}
+		inner := make(chan struct{})
+		go func() {
+			defer close(inner)
+			own()
+		}()
+		<-inner
+	}()
+	th := <-ready
+	if th.err != nil {
+		t.Fatal(th.err)
+	}
+	p := runHolders(t, h)
+	close(release)
+	<-done
+
+	pid := uint32(os.Getpid())
+	procs := p.procs[pid]
+	if len(procs) != 2 {
+		t.Fatalf("%d records for this process (%+v), want 2: its leader's table and the thread's", len(procs), procs)
+	}
+	for _, pr := range procs {
+		if pr.PID != pid && pr.PID != uint32(th.tid) || !pr.Self || pr.Comm != procs[0].Comm {
+			t.Errorf("record %+v: want PID %d or %d, self, the leader's comm", pr, pid, th.tid)
+		}
+	}
+	o := OwnObject{KindMap, th.mapID}
+	if p.byTask[uint32(th.tid)][o] != 1 || p.byTask[pid][o] != 0 {
+		t.Errorf("map %d: held %d times by thread %d, %d times by the leader; want once, by the thread",
+			th.mapID, p.byTask[uint32(th.tid)][o], th.tid, p.byTask[pid][o])
+	}
 }

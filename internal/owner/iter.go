@@ -57,7 +57,7 @@ func (s *Iter) Next(h *Holding) error {
 		switch s.rec.Type {
 		case kernel.HolderCgroup:
 			c, p := ParseCgroup(string(s.rec.Cgroup.Path))
-			if !s.cgroups.put(s.rec.Cgroup.ID, cgroupEntry{container: c, pod: p}) {
+			if !s.cgroups.put(cgroupKey(s.rec.Cgroup.ID, s.rec.Cgroup.V1), cgroupEntry{container: c, pod: p}) {
 				// Paths sent before are forgotten: have them sent again.
 				s.h.ResendCgroups()
 			}
@@ -82,8 +82,8 @@ func (s *Iter) process(p *kernel.HolderProcessInfo) {
 	s.curSet = true
 	s.pass.Processes++
 	if s.kernel && p.Cgroup != 0 {
-		c2, ok2 := s.cgroups.m[p.Cgroup]
-		c1, ok1 := s.cgroups.m[p.Cgroup1]
+		c2, ok2 := s.cgroups.m[cgroupKey(p.Cgroup, false)]
+		c1, ok1 := s.cgroups.m[cgroupKey(p.Cgroup1, true)]
 		if ok2 && (ok1 || p.Cgroup1 == 0) {
 			switch {
 			case c2.container != "" || c1.container == "" && c2.pod != "":
@@ -126,4 +126,13 @@ func (s *Iter) End() (Pass, error) {
 func (s *Iter) Close() error {
 	s.End()
 	return s.dir.close()
+}
+
+// cgroupKey is a cgroup's key in the cache: its ID, unique within its
+// hierarchy only, with the top bit for v1 (as the iterator keys them).
+func cgroupKey(id uint64, v1 bool) uint64 {
+	if v1 {
+		return id | 1<<63
+	}
+	return id
 }

@@ -215,7 +215,7 @@ static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
 }
 
 /* fill_cgroup writes the last components of cg's path into r. */
-static __always_inline void fill_cgroup(struct hold_cgroup *r, struct cgroup *cg)
+static __always_inline void fill_cgroup(struct hold_cgroup *r, struct cgroup *cg, __u16 v1)
 {
 	struct kernfs_node *kn = BPF_CORE_READ(cg, kn);
 	int i;
@@ -223,7 +223,7 @@ static __always_inline void fill_cgroup(struct hold_cgroup *r, struct cgroup *cg
 	r->h.tag = HOLD_CGROUP;
 	r->h.size = sizeof(*r);
 	r->levels = 0;
-	r->flags = 0;
+	r->flags = v1 ? CGROUP_V1 : 0;
 	r->id = BPF_CORE_READ(kn, id);
 	for (i = 0; i < CGROUP_LEVELS; i++) {
 		struct kernfs_node *parent = kn_parent(kn);
@@ -235,13 +235,21 @@ static __always_inline void fill_cgroup(struct hold_cgroup *r, struct cgroup *cg
 		kn = parent;
 	}
 	if (!kn_parent(kn))
-		r->flags = CGROUP_COMPLETE;
+		r->flags |= CGROUP_COMPLETE;
 }
 
-/* sent reports whether the path of cgroup id was sent in this epoch. */
-static __always_inline bool sent(__u64 id)
+/* sent_key is a cgroup's key in sent_cgroups: its ID, unique within its
+ * hierarchy, with the top bit for v1 (IDs are 32-bit inode numbers and a
+ * 32-bit generation that never reaches it). */
+static __always_inline __u64 sent_key(struct cgroup *cg, __u16 v1)
 {
-	__u32 *e = bpf_map_lookup_elem(&sent_cgroups, &id);
+	return BPF_CORE_READ(cg, kn, id) | ((__u64)v1 << 63);
+}
+
+/* sent reports whether the path of the cgroup was sent in this epoch. */
+static __always_inline bool sent(__u64 key)
+{
+	__u32 *e = bpf_map_lookup_elem(&sent_cgroups, &key);
 
 	return e && *e == epoch;
 }
@@ -249,30 +257,30 @@ static __always_inline bool sent(__u64 id)
 /* write_cgroup writes cg's path record unless it was sent; it returns
  * whether the record must be marked sent once the whole output of this
  * file is written, or -1 when the seq_file is full. */
-static __noinline int write_cgroup(struct seq_file *seq, struct cgroup *cg)
+static __noinline int write_cgroup(struct seq_file *seq, struct cgroup *cg, __u16 v1)
 {
 	__u32 zero = 0;
 	struct hold_cgroup *r;
 
 	if (!cg)
 		return 0;
-	if (sent(BPF_CORE_READ(cg, kn, id)))
+	if (sent(sent_key(cg, v1)))
 		return 0;
 	r = bpf_map_lookup_elem(&scratch, &zero);
 	if (!r)
 		return 0;
-	fill_cgroup(r, cg);
+	fill_cgroup(r, cg, v1);
 	if (bpf_seq_write(seq, r, sizeof(*r)))
 		return -1;
 	return 1;
 }
 
-static __always_inline void mark_sent(struct cgroup *cg)
+static __always_inline void mark_sent(struct cgroup *cg, __u16 v1)
 {
-	__u64 id = BPF_CORE_READ(cg, kn, id);
+	__u64 key = sent_key(cg, v1);
 	__u32 e = epoch;
 
-	bpf_map_update_elem(&sent_cgroups, &id, &e, BPF_ANY);
+	bpf_map_update_elem(&sent_cgroups, &key, &e, BPF_ANY);
 }
 
 /* calibrate reports the agent's own files. */
@@ -352,19 +360,19 @@ int holders(struct bpf_iter__task_file *ctx)
 			else
 				v1 = NULL;
 		}
-		dfl_new = write_cgroup(seq, dfl);
+		dfl_new = write_cgroup(seq, dfl, 0);
 		if (dfl_new < 0)
 			return 0;
-		v1_new = write_cgroup(seq, v1);
+		v1_new = write_cgroup(seq, v1, 1);
 		if (v1_new < 0)
 			return 0;
 	}
 	if (bpf_seq_write(seq, &p, sizeof(p)) || bpf_seq_write(seq, &r, sizeof(r)))
 		return 0; /* full: the kernel shows this file again after the read */
 	if (dfl_new)
-		mark_sent(dfl);
+		mark_sent(dfl, 0);
 	if (v1_new)
-		mark_sent(v1);
+		mark_sent(v1, 1);
 	cur_session = session;
 	cur_task = as_u64(task);
 	return 0;

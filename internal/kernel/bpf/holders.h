@@ -50,9 +50,11 @@ struct hold_process {
 
 enum {
 	CGROUP_COMPLETE = 1, /* the names reach up to the root */
+	CGROUP_V1 = 2,       /* of the v1 cpuset hierarchy (cgroup1), not the default one */
 };
 
-/* The last CGROUP_LEVELS components of a cgroup's path, leaf first. */
+/* The last CGROUP_LEVELS components of a cgroup's path, leaf first. IDs
+ * are unique within a hierarchy only: CGROUP_V1 says which. */
 struct hold_cgroup {
 	struct hold_header h;
 	__u16 levels; /* names filled */
