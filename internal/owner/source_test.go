@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen/bpftool"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
@@ -116,7 +118,7 @@ func TestIterFindsHolderContainerAndPod(t *testing.T) {
 				}
 				defer h.Close()
 				g := &countingGate{}
-				src, err := NewIter(h, "/proc", g)
+				src, err := NewIter(h, procfsElsewhere(t), g)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -208,7 +210,20 @@ func bpftoolAgrees(t *testing.T, c *holder.Child) {
 	}
 }
 
-// TestProcFindsHolderContainerAndPod: the procfs source reports the same.
+// procfsElsewhere mounts a procfs instance on a temporary directory, as
+// --path.procfs names one where a container mounts the host's.
+func procfsElsewhere(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("proc", dir, "proc", 0, ""); err != nil {
+		t.Fatalf("mounting procfs on %s: %v", dir, err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// TestProcFindsHolderContainerAndPod: the procfs source reports the same,
+// from the procfs it is given.
 func TestProcFindsHolderContainerAndPod(t *testing.T) {
 	for _, l := range layouts {
 		t.Run(l.name, func(t *testing.T) {
@@ -216,7 +231,7 @@ func TestProcFindsHolderContainerAndPod(t *testing.T) {
 			if c == nil {
 				return
 			}
-			src, err := NewProc("/proc", &countingGate{})
+			src, err := NewProc(procfsElsewhere(t), &countingGate{})
 			if err != nil {
 				t.Fatal(err)
 			}
