@@ -59,7 +59,7 @@ type cgroupEntry struct{ container, pod string }
 
 // maxCgroups is the size of the iterator's memory of sent paths
 // (sent_cgroups in bpf/holders.bpf.c).
-const maxCgroups = 4096
+const maxCgroups = 1024
 
 func newCgroupCache() cgroupCache { return cgroupCache{m: make(map[uint64]cgroupEntry)} }
 

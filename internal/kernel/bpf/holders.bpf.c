@@ -146,10 +146,12 @@ __u32 epoch;       /* cgroup paths sent in another epoch are sent again */
 __u64 cur_session;
 __u64 cur_task;
 
-/* The cgroups whose path was sent, and in which epoch. */
+/* The cgroups whose path was sent, and in which epoch. Holders are few
+ * (the agents that load BPF) and so are their cgroups; one evicted is only
+ * sent again. Preallocated, 80 bytes an entry. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 1024);
 	__type(key, __u64);
 	__type(value, __u32);
 } sent_cgroups SEC(".maps");
