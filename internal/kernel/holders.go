@@ -209,6 +209,11 @@ func (h *Holders) findOwn() error {
 	return nil
 }
 
+// reopenedLinkName is the name of a link's file that BPF_LINK_GET_FD_BY_ID
+// or BPF_OBJ_GET opened (bpf_link_new_fd), "bpf_link" being the name of one
+// the link's creation returned (bpf_link_prime).
+const reopenedLinkName = "bpf-link"
+
 // errCalibration: the calibration pass did not find the agent's own files.
 var errCalibration = errors.New("calibrating the holders iterator")
 
@@ -242,7 +247,7 @@ func (h *Holders) calibrate() error {
 		}
 	}
 	var fops [NumKinds][2]uint64
-	var names [NumKinds][2]uint64
+	var names [NumKinds + 1][2]uint64
 	for k := range NumKinds {
 		if !seen[k] || found[k].F_op == 0 {
 			return fmt.Errorf("%w: the agent's own %s (fd %d) is not among its files", errCalibration, k, want[k])
@@ -255,6 +260,9 @@ func (h *Holders) calibrate() error {
 			}
 		}
 	}
+	// A link's descriptor opened by ID or from bpffs is named by
+	// bpf_link_new_fd, not bpf_link_prime, which named the agent's.
+	copy((*[16]byte)(unsafe.Pointer(&names[NumKinds]))[:], reopenedLinkName)
 	// Every BPF file shares the one anonymous inode; without it, only the
 	// calibrated file_operations are known.
 	anon := found[KindMap].Inode

@@ -516,3 +516,61 @@ func TestHoldersThreadWithItsOwnFileTable(t *testing.T) {
 			th.mapID, p.byTask[uint32(th.tid)][o], th.tid, p.byTask[pid][o])
 	}
 }
+
+// TestHoldersFindReopenedLinksByName: a link's descriptor opened from
+// bpffs is named bpf-link, not bpf_link; with neither file_operations of
+// links known (nor learned), both are still known by name.
+func TestHoldersFindReopenedLinksByName(t *testing.T) {
+	testutil.RequireBPF(t)
+	iter, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceIter,
+		AttachTo: "bpf_map", License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iter.Close()
+	created, err := link.AttachIter(link.IterOptions{Program: iter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer created.Close()
+	pin := fmt.Sprintf("/sys/fs/bpf/ebpf_metrics_test_link_%d", os.Getpid())
+	if err := created.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(pin)
+	cinfo, err := created.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reopened, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	created.Close() // the pin holds the link
+	if target, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", reopened.(interface{ FD() int }).FD())); target != "anon_inode:"+reopenedLinkName {
+		t.Fatalf("the reopened link's descriptor reads %q", target)
+	}
+
+	h, err := LoadHolders(&countingGate{}, HolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	fops, err := h.FileOps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fops[KindLink] = [2]uint64{1, 2} // no file has them; and nothing to learn
+	if err := h.objs.Fops.Set(fops); err != nil {
+		t.Fatal(err)
+	}
+	p := runHolders(t, h)
+	mine := p.objects[uint32(os.Getpid())]
+	if n := mine[OwnObject{KindLink, uint32(cinfo.ID)}]; n != 1 {
+		t.Errorf("link %d, reopened (bpf-link): %d descriptors found in this process, want 1", cinfo.ID, n)
+	}
+	if own := (OwnObject{KindLink, ownID(h, KindLink)}); mine[own] != 1 {
+		t.Errorf("the iterator's own link %d (bpf_link): %d descriptors found, want 1", own.ID, mine[own])
+	}
+}

@@ -11,11 +11,11 @@
 //     and CAP_PERFMON only. Where the kernel refuses the iterator's cgroup
 //     code, it reads <procfs>/<pid>/cgroup instead (readable by anyone).
 //   - Proc (NewProc), the syscall mode's: <procfs>/<pid>/fd (a readlink
-//     to anon_inode:bpf-map, bpf-prog or bpf_link) and the map_id,
-//     prog_id or link_id line of <procfs>/<pid>/fdinfo/<fd>. Reading
-//     another user's fd table takes what ptrace would (CAP_SYS_PTRACE, or
-//     root's CAP_DAC_READ_SEARCH and same-user access): processes it cannot
-//     read are counted (Pass.Unreadable), not guessed.
+//     to anon_inode:bpf-map, bpf-prog, bpf_link or bpf-link) and the map_id,
+//     prog_id or link_id line of <procfs>/<pid>/fdinfo/<fd>. Reading a
+//     process's descriptors takes ptrace read access to it (the same user
+//     and a dumpable process, or CAP_SYS_PTRACE): processes it cannot read
+//     are counted (Pass.Unreadable), not guessed.
 //
 // Objects held by no descriptor (pinned in bpffs, or held by another
 // object: a map used by a program, a program attached by a link) come in

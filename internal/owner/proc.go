@@ -10,8 +10,8 @@ import (
 
 // Proc finds holders in procfs, for the syscall mode: for each process,
 // each entry of <procfs>/<pid>/fd whose link reads anon_inode:bpf-map,
-// anon_inode:bpf-prog or anon_inode:bpf_link, with the object's ID from the
-// map_id, prog_id or link_id line of its fdinfo. A pass costs a listing of
+// anon_inode:bpf-prog or anon_inode:bpf_link (bpf-link), with the object's
+// ID from the map_id, prog_id or link_id line of its fdinfo. A pass costs a listing of
 // procfs, a listing of each process's fd directory and a readlink per
 // descriptor, and for each BPF descriptor an fdinfo read; for each holding
 // process, its stat (comm and start time) and, the first time, its cgroup.
@@ -67,8 +67,18 @@ func (p *Proc) Begin() error {
 }
 
 // anonNames are the link targets of BPF descriptors in /proc/<pid>/fd, by
-// kind: the names the kernel gives their anonymous inodes.
-var anonNames = [kernel.NumKinds]string{"anon_inode:bpf-map", "anon_inode:bpf-prog", "anon_inode:bpf_link"}
+// kind: the names the kernel gives their anonymous inodes. A link has two:
+// bpf_link from its creation (bpf_link_prime), bpf-link when opened by ID
+// or from bpffs (bpf_link_new_fd).
+var anonNames = [...]struct {
+	name string
+	kind kernel.Kind
+}{
+	{"anon_inode:bpf-map", kernel.KindMap},
+	{"anon_inode:bpf-prog", kernel.KindProg},
+	{"anon_inode:bpf_link", kernel.KindLink},
+	{"anon_inode:bpf-link", kernel.KindLink},
+}
 
 // idKeys are the fdinfo lines with the object's ID, by kind (a link's
 // fdinfo also has the prog_id of its program).
@@ -128,9 +138,9 @@ func (p *Proc) kindOf(pid, fd uint32) (kernel.Kind, bool) {
 	if err != nil || len(b) < len("anon_inode:bpf") || !bytes.HasPrefix(b, []byte("anon_inode:bpf")) {
 		return 0, false
 	}
-	for k, name := range anonNames {
-		if string(b) == name {
-			return kernel.Kind(k), true
+	for _, a := range anonNames {
+		if string(b) == a.name {
+			return a.kind, true
 		}
 	}
 	return 0, false

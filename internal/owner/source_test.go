@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
@@ -327,5 +330,54 @@ func TestLeastPrivilege(t *testing.T) {
 	hs, pass = run("proc")
 	if len(hs) != 0 || pass.Unreadable == 0 {
 		t.Errorf("procfs as nobody: %d holdings of root's holder, pass %+v; want none, and unreadable processes counted", len(hs), pass)
+	}
+}
+
+// TestProcFindsReopenedLinks: a link's descriptor opened from bpffs reads
+// anon_inode:bpf-link, not bpf_link; the procfs source knows both.
+func TestProcFindsReopenedLinks(t *testing.T) {
+	testutil.RequireBPF(t)
+	iter, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: ebpf.AttachTraceIter,
+		AttachTo: "bpf_map", License: "GPL", Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer iter.Close()
+	created, err := link.AttachIter(link.IterOptions{Program: iter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer created.Close()
+	pin := fmt.Sprintf("/sys/fs/bpf/ebpf_metrics_owner_test_%d", os.Getpid())
+	if err := created.Pin(pin); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(pin)
+	reopened, err := link.LoadPinnedLink(pin, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reopened.Close()
+	info, err := created.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewProc("/proc", &countingGate{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	hs, _, err := collect(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, h := range hs {
+		if h.Process.Self && h.Kind == kernel.KindLink && h.ID == uint32(info.ID) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("link %d: %d holdings by this process, want 2 (created and reopened)", info.ID, n)
 	}
 }

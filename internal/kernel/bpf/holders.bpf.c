@@ -139,7 +139,10 @@ const volatile __u32 read_cgroups = 1;
 __u32 calibrated;
 __u64 fops[3][2]; /* per kind: calibrated; a second one, learned */
 __u64 anon_inode;
-__u64 names[3][2]; /* per kind: the 16-byte dentry name of its files */
+/* The 16-byte dentry names of BPF files: a map's, a program's, a link's,
+ * and a link's again, for a descriptor opened by ID or from bpffs (named
+ * "bpf-link" by bpf_link_new_fd, where bpf_link_prime says "bpf_link"). */
+__u64 names[4][2];
 __u32 epoch;       /* cgroup paths sent in another epoch are sent again */
 
 /* The pass in progress: the task whose process record was written last. */
@@ -188,13 +191,15 @@ static __always_inline int kind_of(struct file *file)
 	if (as_u64(file->f_inode) != anon_inode)
 		return -1;
 	/* Another file_operations of a kind, or no BPF object at all (an
-	 * eventfd, an epoll): the name tells. */
-	bpf_probe_read_kernel(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
-	for (k = 0; k < 3; k++) {
+	 * eventfd, an epoll): the name tells. What follows its NUL stays 0. */
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	for (k = 0; k < 4; k++) {
 		if (name[0] == names[k][0] && name[1] == names[k][1]) {
-			if (!fops[k][1])
-				fops[k][1] = op;
-			return k;
+			int kind = k < 3 ? k : HOLD_LINK;
+
+			if (!fops[kind][1])
+				fops[kind][1] = op;
+			return kind;
 		}
 	}
 	return -1;
