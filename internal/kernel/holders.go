@@ -29,8 +29,10 @@ import (
 // them from the agent's own map, program and link descriptors, by a first
 // pass restricted to the agent's own files. Where a kind has a second
 // file_operations (bpf_link_fops_poll, Linux 6.10 and later, for links
-// whose type supports poll), the iterator knows its files by the name of
-// their anonymous inode and learns it.
+// whose type supports poll: struct_ops), the iterator knows its files by
+// the name of their anonymous inode (bpf-map, bpf-prog; bpf_link, or
+// bpf-link for a link's descriptor reopened by ID or from bpffs) and
+// learns it.
 //
 // The cgroups of each holding process are read in the kernel: the
 // default (v2) hierarchy's cgroup and, on hybrid hosts, the v1 cpuset
@@ -133,7 +135,9 @@ type HolderCgroupInfo struct {
 const holderFDs = 10
 
 // LoadHolders loads and attaches the holders iterator and calibrates it.
-// Every system call of a pass goes through gate.
+// Every system call of a pass goes through gate, with NumKinds as the kind
+// (a pass is over every kind); the calibration pass, part of loading, does
+// not.
 func LoadHolders(gate Gate, opts HolderOptions) (_ *Holders, err error) {
 	if err := fdHeadroom(holderFDs); err != nil {
 		return nil, err
