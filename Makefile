@@ -12,8 +12,10 @@ GO ?= go
 
 all: build
 
+# -buildvcs=auto: the version and revision of build_info come from the
+# checkout (a machine's GOFLAGS may say -buildvcs=false).
 build:
-	$(GO) build -o bin/ ./cmd/...
+	$(GO) build -buildvcs=auto -o bin/ ./cmd/...
 
 generate:
 	$(GO) generate ./...

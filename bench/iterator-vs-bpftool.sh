@@ -113,7 +113,7 @@ rss_of() {
 	echo "measuring the agent's memory ($name): $CYCLES cycles at 1s, $SCRAPES scrapes" >&2
 	"$work/rss" -cycles-metric odigos_ebpf_collection_cycles_total -cycles "$CYCLES" -scrapes "$SCRAPES" \
 		-metric odigos_ebpf_collector_memory_usage_bytes -metric odigos_ebpf_objects \
-		-metric odigos_ebpf_pool_used -metric go_memstats_heap_inuse_bytes -- \
+		-metric odigos_ebpf_tracked_objects -metric go_memstats_heap_inuse_bytes -- \
 		"$work/ebpf-metrics" --profile=production --web.listen-address='{addr}' --collection.interval=1s \
 		--collection.mode=iterator --config.file="$config" --log.level=warn >"$work/rss.$name"
 	read_kv "$2" "$work/rss.$name"
@@ -186,7 +186,7 @@ mem() {
 	printf "  %-50s %7s %8s %8s %7s %7s %10s %8s\n" "$1" "$(mib "${m[vmrss_bytes]}")" "$(mib "${m[rssanon_bytes]}")" \
 		"$(mib "${m[rssfile_bytes]}")" "$(mib "${m[vmhwm_bytes]}")" "$(mib "${m[go_memstats_heap_inuse_bytes]}")" \
 		"$(if [[ -n "${m[odigos_ebpf_collector_memory_usage_bytes]:-}" ]]; then mib "${m[odigos_ebpf_collector_memory_usage_bytes]}"; else echo -; fi)" \
-		"${m[odigos_ebpf_pool_used]:--}"
+		"${m[odigos_ebpf_tracked_objects]:--}"
 }
 mem "agent, iterator mode, tables for every object" big
 mem "agent, iterator mode, production profile" prod

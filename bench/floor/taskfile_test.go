@@ -32,7 +32,7 @@ func ownBPFDescriptors(t *testing.T) int {
 
 func TestTaskFilesCountsDescriptors(t *testing.T) {
 	testutil.RequireBPF(t)
-	h, err := kernel.LoadHolders(&nopGate{}, kernel.HolderOptions{})
+	h, err := kernel.LoadHolders(&nopGate{}, "/proc", kernel.HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

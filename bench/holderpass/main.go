@@ -122,7 +122,7 @@ func (c *contestant) time() error {
 
 func measure(runs int, procfs string, out *lines) error {
 	gate := &countingGate{}
-	h, err := kernel.LoadHolders(gate, kernel.HolderOptions{})
+	h, err := kernel.LoadHolders(gate, procfs, kernel.HolderOptions{})
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func measure(runs int, procfs string, out *lines) error {
 		return err
 	}
 	defer of.Close()
-	its, errs, err := kernel.LoadIterators(gate)
+	its, errs, err := kernel.LoadIterators(gate, procfs)
 	if err != nil {
 		return err
 	}

@@ -210,7 +210,7 @@ func measure(cfg config.Config, o options, out *lines) error {
 	rawC := &contestant{name: "raw", pass: func() (int, int, error) { return raw.read() }}
 
 	gate := &countingGate{}
-	its, errs, err := kernel.LoadIterators(gate)
+	its, errs, err := kernel.LoadIterators(gate, "/proc")
 	if err != nil {
 		return err
 	}

@@ -233,7 +233,7 @@ func soak(o options, stdout io.Writer) error {
 		return err
 	}
 	defer c.Close()
-	reg = exposition.NewRegistry(exposition.NewMetrics(c.Publisher(), ""), "")
+	reg = exposition.NewRegistry(exposition.NewMetrics(c.Publisher(), ""), "", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go cache.Run(ctx)

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 )
 
 // Exit codes.
@@ -39,6 +41,10 @@ const (
 const shutdownGrace = 800 * time.Millisecond
 
 func main() {
+	// No heap profile unless it is served (--web.enable-pprof): its
+	// buckets grow to megabytes in a process that must stay small.
+	runtime.MemProfileRate = 0
+	stampVersion()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
@@ -78,7 +84,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
 		BoolVar(&f.once)
 	app.Flag("metrics.namespace", "Prefix of every metric name.").
 		Default("odigos_ebpf").StringVar(&f.namespace)
-	app.Flag("path.procfs", "Mount point of procfs.").
+	app.Flag("path.procfs", "Mount point of procfs: the agent's own (it reads <procfs>/self); checked at start.").
 		Default("/proc").StringVar(&f.procfs)
 	app.Flag("web.listen-address", "Address to listen on for the web interface and telemetry; repeatable.").
 		Default(":9436").StringsVar(&f.listen)
@@ -86,7 +92,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
 		StringVar(&f.webConfig)
 	app.Flag("web.telemetry-path", "Path under which to expose metrics.").
 		Default("/metrics").StringVar(&f.path)
-	app.Flag("web.max-requests", "Maximum number of scrapes served at once; more get 503 (0 means the default).").
+	app.Flag("web.max-requests", "Maximum number of scrapes served at once; more get 503 (0 means no limit).").
 		Default("10").SetValue(&intFlag{"web.max-requests", &f.maxRequests})
 	app.Flag("web.scrape-timeout", "Longest time to serve one scrape.").
 		Default("10s").SetValue(&durationFlag{"web.scrape-timeout", &f.scrapeTimeout})
@@ -141,24 +147,32 @@ func (f *durationFlag) Set(s string) error {
 func (f *durationFlag) String() string { return f.v.String() }
 
 // effectiveConfig is the profile, then the file, then the flags, validated.
+// It reports every problem at once: those of the file, of each flag, and of
+// the values that result.
 func (f *flags) effectiveConfig() (config.Config, error) {
+	var errs []error
 	cfg, err := config.Load(f.profile, f.configFile)
 	if err != nil {
-		return cfg, err
+		errs = append(errs, err)
 	}
 	if f.intervalFlag != "" {
-		d, err := time.ParseDuration(f.intervalFlag)
-		if err != nil {
-			return cfg, fmt.Errorf("--collection.interval: %w", err)
+		if d, err := time.ParseDuration(f.intervalFlag); err != nil {
+			errs = append(errs, fmt.Errorf("--collection.interval: %w", err))
+		} else {
+			cfg.CollectionInterval = d
 		}
-		cfg.CollectionInterval = d
 	}
 	if f.mode != "" {
 		cfg.CollectionMode = f.mode
 	}
-	var errs []error
 	if err := errors.Join(cfg.Validate(), inventory.CheckBudget(&cfg)); err != nil {
 		errs = append(errs, err)
+	}
+	// Every mode reads procfs: fdinfo (syscall mode, and map memory the
+	// iterator cannot compute), free fds before loading the iterators, and
+	// the process metrics.
+	if err := kernel.CheckProcFS(f.procfs); err != nil {
+		errs = append(errs, fmt.Errorf("--path.procfs: %w", err))
 	}
 	if err := exposition.CheckNamespace(f.namespace); err != nil {
 		errs = append(errs, fmt.Errorf("--metrics.namespace: %w", err))
@@ -202,6 +216,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	f.log.Writer = stderr
 	logger := promslog.New(&f.log)
+	limitMemory(cfg.MaxMemoryBytes, f.pprof, logger)
 	// Scrapes are served from a cache that the collector has refreshed at
 	// the end of each cycle: a scrape collects nothing and reads no file.
 	// The registry it gathers from needs the collector, hence the late
@@ -213,13 +228,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
 	}
-	defer c.Close()
-	reg = exposition.NewRegistry(exposition.NewMetrics(c.Publisher(), f.namespace), f.namespace)
+	reg = exposition.NewRegistry(exposition.NewMetrics(c.Publisher(), f.namespace), f.namespace, f.procfs)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	if f.once {
+		defer c.Close()
 		if err := c.Cycle(ctx); err != nil {
 			fmt.Fprintf(stderr, "ebpf-metrics: collection failed: %v\n", err)
 			return exitRuntime
@@ -242,6 +257,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Ready:               cache.Ready(exposition.SnapshotReady(c.Publisher())),
 	}, cache, logger)
 	if err != nil {
+		c.Close()
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
 	}
@@ -249,11 +265,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"mode", cfg.CollectionMode, "interval", cfg.CollectionInterval, "listen", f.listen)
 
 	go cache.Run(ctx)
-	collected := make(chan struct{})
-	go func() {
-		defer close(collected)
-		c.Run(ctx)
-	}()
+	go c.Run(ctx)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ctx) }()
 
@@ -273,11 +285,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("web server shutdown", "err", err)
 	}
+	// Close stops the cycle in progress and waits for it before it releases
+	// anything the cycle uses. If that takes longer than the grace, exit
+	// without it: the process's exit releases every fd, and nothing is
+	// closed under a running cycle.
+	closed := make(chan struct{})
+	go func() {
+		c.Close()
+		close(closed)
+	}()
 	select {
-	case <-collected:
+	case <-closed:
 	case <-sctx.Done():
-		logger.Warn("collection cycle did not stop in time")
+		logger.Warn("the collection cycle did not stop in time: exiting without waiting for it")
 	}
-	c.Close()
 	return code
 }

@@ -19,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sys/unix"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen/bpftool"
@@ -480,6 +481,9 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 		{"bad namespace", []string{"--metrics.namespace=a-b"}, "metrics.namespace"},
 		{"unknown flag", []string{"--no-such-flag"}, "no-such-flag"},
 		{"malformed interval", []string{"--collection.interval=soon"}, "collection.interval"},
+		// Before: exit 0 and 0 maps, fdinfo's ENOENT read as "gone".
+		{"procfs missing", []string{"--collection.mode=syscall", "--path.procfs=/nonexistent/proc"}, "--path.procfs: /nonexistent/proc"},
+		{"procfs not a procfs", []string{"--path.procfs=" + dir}, "is not a procfs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, check := range []bool{false, true} {
@@ -499,6 +503,75 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigCheckReportsEveryProblem: a bad file, a bad flag and bad
+// values are reported together, not the first alone.
+func TestConfigCheckReportsEveryProblem(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(file, []byte("max_maps: 5\nbatch_size: 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(agentBin, "--config.check", "--config.file="+file, "--collection.interval=soon",
+		"--collection.mode=magic", "--path.procfs=/nonexistent", "--web.max-requests=-1")
+	cmd.Stderr = &stderr
+	if code := exitCode(cmd.Run()); code != 2 {
+		t.Fatalf("exit %d, want 2\n%s", code, stderr.String())
+	}
+	for _, want := range []string{`unknown key "max_maps"`, "batch_size: must be", "--collection.interval", "collection_mode",
+		"--path.procfs", "--web.max-requests"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("the message lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// TestOnceUnderALongProcfsPath: --path.procfs is honoured however long the
+// path (a fixed 80-byte buffer once panicked past 48 characters).
+func TestOnceUnderALongProcfsPath(t *testing.T) {
+	testutil.RequireBPF(t)
+	procfs := filepath.Join(t.TempDir(), strings.Repeat("p", 60), strings.Repeat("q", 60))
+	if err := os.MkdirAll(procfs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("proc", procfs, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(procfs, unix.MNT_DETACH)
+	pop, err := loadgen.Create(loadgen.Spec{Maps: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pop.Close()
+	for try := 0; ; try++ {
+		before, mem := testutil.BpftoolTotals(t, bpftool.Map)
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(agentBin, "--once", "--config.file="+fastConfig(t, ""), "--collection.mode=syscall",
+			"--path.procfs="+procfs)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("--once: %v\n%s", err, stderr.String())
+		}
+		after, _ := testutil.BpftoolTotals(t, bpftool.Map)
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(bytes.NewReader(stdout.Bytes()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if before != after && try < 20 {
+			continue
+		}
+		got := value(t, fams, "odigos_ebpf_objects", "type", "map")
+		gotMem := value(t, fams, "odigos_ebpf_memory_bytes", "type", "map")
+		if got != float64(after) || gotMem != float64(mem) {
+			t.Fatalf("--once under %s: %v maps, %v bytes; bpftool %d, %d", procfs, got, gotMem, after, mem)
+		}
+		if value(t, fams, "process_open_fds") == 0 {
+			t.Fatal("no process metrics read from the procfs given")
+		}
+		return
 	}
 }
 

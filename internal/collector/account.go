@@ -15,11 +15,35 @@ import (
 func (c *Collector) beginKind(k kernel.Kind) (*inventory.Table, *snapshot.KindStats, bool) {
 	t := c.tables[k]
 	t.Begin()
+	// known is the ID up to which the last complete cycle's table held
+	// every object listed: there, an ID the table does not know is new.
+	// Above it, where objects were counted but not kept, only an ID above
+	// the last cycle's greatest tells.
+	c.known[k] = 0
+	if c.prevUnreadable[k] == 0 {
+		if n := t.Len(); uint64(n) == c.prevCount[k] {
+			c.known[k] = c.prevMax[k]
+		} else if n > 0 {
+			c.known[k] = t.Records()[n-1].ID
+		}
+	}
 	agg := &c.agg[k]
 	*agg = snapshot.KindStats{Capacity: uint64(t.Capacity())}
-	c.maxs[k], c.above[k] = 0, 0
+	c.maxs[k], c.fresh[k] = 0, 0
 	c.ownAgg[k] = snapshot.OwnStats{}
 	return t, agg, c.snap.SystemStats && k == kernel.KindProg
+}
+
+// noteID records that object id of kind k was listed; prev is its record of
+// the last complete cycle, if the table held it. IDs are allocated
+// cyclically and wrap at INT_MAX (idr_alloc_cyclic), so a new object is
+// not always above the greatest ID seen: it is one not seen before,
+// wherever it falls.
+func (c *Collector) noteID(k kernel.Kind, id uint32, prev *kernel.Record) {
+	c.maxs[k] = max(c.maxs[k], id)
+	if prev == nil && (id > c.prevMax[k] || id <= c.known[k]) {
+		c.fresh[k]++
+	}
 }
 
 // endKind completes kind k's aggregates at the end of a pass. Unreadable

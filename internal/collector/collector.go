@@ -50,18 +50,29 @@ type Options struct {
 	// goroutine: it must not block (exposition.Cache.Notify does not).
 	OnPublish func()
 	// LoadIterators loads the BPF iterators in every mode but syscall; tests
-	// make it fail. Default: kernel.LoadIterators.
-	LoadIterators func(kernel.Gate) (*kernel.Iterators, [kernel.NumKinds]error, error)
+	// replace them with a fake or make them fail. Default: kernel.LoadIterators.
+	LoadIterators func(gate kernel.Gate, procfs string) (kernel.IteratorSource, [kernel.NumKinds]error, error)
 }
 
-// Collector runs collection cycles. Cycle and Run must not be called
-// concurrently; Publisher may be read from anywhere.
+// LoadIterators is kernel.LoadIterators behind the IteratorSource interface.
+func LoadIterators(gate kernel.Gate, procfs string) (kernel.IteratorSource, [kernel.NumKinds]error, error) {
+	it, errs, err := kernel.LoadIterators(gate, procfs)
+	if err != nil {
+		return nil, errs, err
+	}
+	return it, errs, nil
+}
+
+// Collector runs collection cycles. Cycles never run concurrently (Cycle
+// waits for the one in progress), and Close waits for the cycle in progress
+// to stop before it releases what the cycle uses; Publisher may be read
+// from anywhere.
 type Collector struct {
 	cfg       config.Config
 	logger    *slog.Logger
-	onPublish func()            // Options.OnPublish
-	src       kernel.Source     // syscall source: kinds without an iterator, memory fallback
-	iters     *kernel.Iterators // nil when no kind is read by an iterator
+	onPublish func()                // Options.OnPublish
+	src       kernel.Source         // syscall source: kinds without an iterator, memory fallback
+	iters     kernel.IteratorSource // nil when no kind is read by an iterator
 	byIter    [kernel.NumKinds]bool
 	canOpen   bool                      // GET_FD_BY_ID is allowed (CAP_SYS_ADMIN)
 	fallback  kernel.Reader             // fdinfo for map types whose memory the iterator cannot compute
@@ -78,23 +89,34 @@ type Collector struct {
 	batch  []job
 	spare  []kernel.Record // records of untracked objects, one per batch slot
 
+	guard formulaGuard
+
 	// State carried between complete cycles.
 	baseline  bool // a complete cycle has been seen
 	prevCount [kernel.NumKinds]uint64
 	prevMax   [kernel.NumKinds]uint32
-	created   [kernel.NumKinds]uint64
-	removed   [kernel.NumKinds]uint64
-	seen      [kernel.NumKinds][snapshot.MaxTypes / 64]uint64
+	// prevUnreadable: objects of the last complete cycle that were listed
+	// but could not be read, so are in no table.
+	prevUnreadable [kernel.NumKinds]uint64
+	created        [kernel.NumKinds]uint64
+	removed        [kernel.NumKinds]uint64
+	seen           [kernel.NumKinds][snapshot.MaxTypes / 64]uint64
 
 	// Built during a cycle, published at its end.
 	agg    [kernel.NumKinds]snapshot.KindStats
 	maxs   [kernel.NumKinds]uint32 // greatest ID listed
-	above  [kernel.NumKinds]uint64 // objects listed with an ID above prevMax
+	fresh  [kernel.NumKinds]uint64 // objects not in the last complete cycle
+	known  [kernel.NumKinds]uint32 // see beginKind
 	ownAgg [kernel.NumKinds]snapshot.OwnStats
 	snap   snapshot.Snapshot
 
 	statsFD   int
 	suspended bool
+	// cycleMu is held by a cycle from start to publication; Close takes it
+	// after telling the cycle to stop, so that nothing a cycle uses (fds,
+	// iterators, workers, the snapshot) is released under it.
+	cycleMu   sync.Mutex
+	closed    bool // under cycleMu
 	closeOnce sync.Once
 
 	has         func(kernel.Capability) bool // the capabilities held
@@ -122,7 +144,7 @@ func New(opts Options) (*Collector, error) {
 		opts.MemoryUsage = NewMemoryMeter().Usage
 	}
 	if opts.LoadIterators == nil {
-		opts.LoadIterators = kernel.LoadIterators
+		opts.LoadIterators = LoadIterators
 	}
 	c := &Collector{
 		onPublish: opts.OnPublish,
@@ -130,6 +152,7 @@ func New(opts Options) (*Collector, error) {
 		logger:    opts.Logger,
 		memory:    opts.MemoryUsage,
 		statsFD:   -1,
+		guard:     newFormulaGuard(),
 	}
 	workers := cfg.MaxConcurrentSyscalls
 	c.lim = newLimiter(cfg.MaxSyscallsPerSecond, cfg.Burst(), workers+1)
@@ -144,7 +167,12 @@ func New(opts Options) (*Collector, error) {
 	}
 	c.batch = make([]job, cfg.BatchSize)
 	c.spare = make([]kernel.Record, cfg.BatchSize)
-	c.pool = newPool(c.src, workers, c.batch)
+	pool, err := newPool(c.src, workers, c.batch)
+	if err != nil {
+		c.closeSources()
+		return nil, err
+	}
+	c.pool = pool
 	c.snap.MemoryBudgetBytes = cfg.MaxMemoryBytes
 	c.snap.Active = true
 
@@ -165,10 +193,15 @@ func New(opts Options) (*Collector, error) {
 // Publisher is where the snapshots of completed cycles appear.
 func (c *Collector) Publisher() *snapshot.Publisher { return &c.pub }
 
-// Close stops the workers and turns run-time statistics off again by
-// closing their fd. It is safe to call more than once.
+// Close stops the cycle in progress, if any, and waits for it; then it stops
+// the workers, releases the iterators and fds, and turns run-time statistics
+// off again by closing their fd. It is safe to call more than once.
 func (c *Collector) Close() error {
 	c.closeOnce.Do(func() {
+		c.gate.stop()
+		c.cycleMu.Lock()
+		defer c.cycleMu.Unlock()
+		c.closed = true
 		c.pool.stop()
 		c.closeSources()
 		if c.statsFD >= 0 {
@@ -185,8 +218,9 @@ func (c *Collector) Close() error {
 
 // Run collects every interval until ctx is done. The first cycle starts at
 // once. Cycles never overlap: one that takes longer than the interval is
-// counted as an overrun and the next starts one interval after it ended,
-// so that a node too slow for the interval still gets rest between cycles.
+// counted as an overrun (when it is published) and the next starts one
+// interval after it ended, so that a node too slow for the interval still
+// gets rest between cycles.
 func (c *Collector) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -205,9 +239,7 @@ func (c *Collector) Run(ctx context.Context) error {
 			c.logger.Error("collection cycle failed", "err", err)
 		}
 		next := c.cfg.CollectionInterval - time.Since(start)
-		if next < 0 {
-			c.snap.Overruns++
-			c.pub.Publish(&c.snap)
+		if next <= 0 {
 			next = c.cfg.CollectionInterval
 		}
 		timer.Reset(next)
@@ -217,7 +249,13 @@ func (c *Collector) Run(ctx context.Context) error {
 // Cycle runs one collection cycle and, if it completes, publishes its
 // snapshot. Whatever happens, the counters (errors, syscalls, memory limit
 // hits) are published too, with the last complete picture of the objects.
+// After Close it returns ErrClosed.
 func (c *Collector) Cycle(ctx context.Context) error {
+	c.cycleMu.Lock()
+	defer c.cycleMu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
 	start := time.Now()
 	c.gate.ctx = ctx
 	c.gate.logged.Store(0)
@@ -243,9 +281,6 @@ func (c *Collector) overBudget(collect bool) bool {
 }
 
 func (c *Collector) cycle(ctx context.Context) error {
-	if c.pool.stopped() {
-		return ErrClosed
-	}
 	if c.overBudget(true) {
 		return ErrMemoryLimit
 	}

@@ -416,10 +416,12 @@ func TestKernelSteadyCycleAllocatesNothing(t *testing.T) {
 		if len(ours) > 0 {
 			t.Fatalf("%s, %d workers: steady cycles allocated in this repository's code:\n%s", mode, workers, strings.Join(ours, "\n\n"))
 		}
-		// Under emulation (the kernel matrix's QEMU guests) the runtime's
-		// own share grows with the timing (18 to 26 in 30 cycles with 3
-		// workers): only this repository's share, none, holds there.
-		if n > cycles/3 && !testutil.Emulated() {
+		// The runtime's own share grows with the timing: 0 to 10 in 30
+		// cycles with 3 workers on an idle machine, 16 with the other core
+		// busy, 18 to 26 under emulation (the kernel matrix's QEMU
+		// guests), where only this repository's share, none, holds. A
+		// cycle allocating per object would make thousands.
+		if n > cycles && !testutil.Emulated() {
 			t.Fatalf("%s, %d workers: %d allocations in %d cycles", mode, workers, n, cycles)
 		}
 		c.Close()

@@ -309,7 +309,7 @@ func allCaps(c kernel.Capability) bool {
 // reason, and leaves nothing running.
 func TestFakeIteratorsFailToLoad(t *testing.T) {
 	loadErr := errors.New("loading dump_maps: operation not permitted")
-	failing := func(kernel.Gate) (*kernel.Iterators, [kernel.NumKinds]error, error) {
+	failing := func(kernel.Gate, string) (kernel.IteratorSource, [kernel.NumKinds]error, error) {
 		var errs [kernel.NumKinds]error
 		for k := range errs {
 			errs[k] = loadErr

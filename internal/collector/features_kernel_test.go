@@ -46,6 +46,9 @@ func TestKernelFeatures(t *testing.T) {
 			want[snapshot.FeatureProgIterator] = iter
 			want[snapshot.FeatureLinkIterator] = iter && links
 			want[snapshot.FeatureElementCounts] = iter && elements
+			// As root, fdinfo is readable: the map iterator's figures are
+			// checked against it.
+			want[snapshot.FeatureMemoryFormulaCheck] = iter
 			for f := range snapshot.NumFeatures {
 				if s.Features[f] != want[f] {
 					t.Errorf("feature %s: %v, want %v on %s", f, s.Features[f], want[f], testutil.KernelRelease())

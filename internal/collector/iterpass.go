@@ -8,14 +8,39 @@ import (
 	"fmt"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
-// collectKindIter reads kind k with its BPF iterator: one pass of a few
-// large reads. Objects above the threshold come in full; the others carry
-// only what can change and are merged with their record of the last cycle.
+// errRepass ends a pass that met a short record of an object the table
+// does not know; it is read again with full records from that ID on.
+type errRepass struct{ from uint32 }
+
+func (e errRepass) Error() string { return "a short record of an unknown object" }
+
+// collectKindIter reads kind k with its iterator. Objects above the
+// threshold come in full; the others carry only what can change and are
+// merged with their record of the last cycle.
+//
+// An object the table does not know can come with a short record when its
+// ID is below the threshold: IDs are allocated cyclically and wrap at
+// INT_MAX, after which a new object can have any ID. The pass is then
+// started again, once, with full records from that ID on.
 func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
+	fullAbove := c.fullAbove(k)
+	err := c.iterPass(ctx, k, fullAbove, false)
+	if re, ok := err.(errRepass); ok {
+		c.tables[k].Abort()
+		err = c.iterPass(ctx, k, re.from-1, true)
+	}
+	return err
+}
+
+// iterPass is one pass of kind k's iterator. last: no pass follows, so a
+// short record of an unknown object is counted as unreadable and the next
+// cycle asks for full records.
+func (c *Collector) iterPass(ctx context.Context, k kernel.Kind, fullAbove uint32, last bool) error {
 	t, agg, stats := c.beginKind(k)
-	if err := c.iters.Begin(k, c.fullAbove(k), stats); err != nil {
+	if err := c.iters.Begin(k, fullAbove, stats); err != nil {
 		return fmt.Errorf("starting the %s iterator: %w", k, err)
 	}
 	defer c.iters.End()
@@ -36,11 +61,11 @@ func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 			// anyone else either; the next cycle sees it whole.
 			continue
 		}
-		c.maxs[k] = max(c.maxs[k], id)
-		if id > c.prevMax[k] {
-			c.above[k]++
-		}
 		prev := t.Known(id)
+		if prev == nil && !full && !last {
+			return errRepass{from: id}
+		}
+		c.noteID(k, id, prev)
 		var rec *kernel.Record
 		switch {
 		case prev != nil && !t.Full():
@@ -55,19 +80,16 @@ func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 		case full:
 			rec = scan // beyond the table: counted, not kept
 		default:
-			// A short record of an object the table does not hold: the
-			// table and the kernel disagree (a cycle stopped half-way
-			// between them). Count it; ask for full records next time.
+			// A short record of an object the table does not hold, even
+			// on the second pass: the table and the kernel disagree.
+			// Count it; ask for full records next time.
 			c.resync[k] = true
 			agg.Objects++
 			agg.Unreadable++
 			continue
 		}
-		// The iterator gave no memory: the map type's memory cannot be
-		// computed in BPF on this kernel, or it has not changed.
-		if k == kernel.KindMap && scan.Fields&kernel.HasMemory == 0 && c.fallback != nil &&
-			(full || prev == nil || rec.Fields&kernel.HasMemory == 0 || kernel.MemoryVaries(k, rec)) {
-			c.memoryByFDInfo(k, rec)
+		if k == kernel.KindMap {
+			c.mapMemory(rec, scan, full || prev == nil)
 		}
 		c.account(k, rec)
 		if left--; left == 0 {
@@ -84,6 +106,9 @@ func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 	}
 	c.snap.Batches++
 	c.endKind(k)
+	if k == kernel.KindMap {
+		c.guard.endPass(&c.agg[k])
+	}
 	return nil
 }
 
@@ -114,13 +139,36 @@ func overlay(rec, scan *kernel.Record) {
 	rec.Fields = rec.Fields&^(kernel.HasElements|kernel.HasStats) | scan.Fields&changing
 }
 
-// memoryByFDInfo reads from fdinfo the memory of a map whose memory the
-// iterator could not compute on this kernel: once for a new map, every
-// cycle for a type whose memory follows its contents. It needs
+// mapMemory settles the memory of map rec, whose record from the iterator
+// is scan. fdinfo (CAP_SYS_ADMIN) gives it for a map type whose memory the
+// iterator cannot compute on this kernel, or whose formula the guard found
+// wrong: once for a new map, every cycle for a type whose memory follows
+// its contents. For the other types the guard may check the figure.
+func (c *Collector) mapMemory(rec, scan *kernel.Record, first bool) {
+	if c.fallback == nil {
+		return
+	}
+	g := &c.guard
+	slot := snapshot.TypeIndex(rec.Type)
+	if first && scan.Fields&kernel.HasMemory == 0 {
+		g.uncomputed[slot] = true
+	}
+	if g.uncomputed[slot] || g.broken[slot] {
+		if first || rec.Fields&kernel.HasMemory == 0 || kernel.MemoryVaries(kernel.KindMap, rec) {
+			c.memoryByFDInfo(rec)
+		}
+		return
+	}
+	if rec.Fields&kernel.HasMemory != 0 && g.wants(slot, rec.ID) {
+		c.checkFormula(rec, slot)
+	}
+}
+
+// memoryByFDInfo reads from fdinfo the memory of a map. It needs
 // CAP_SYS_ADMIN (c.fallback); without it the memory stays unknown and is
 // counted as such.
-func (c *Collector) memoryByFDInfo(k kernel.Kind, rec *kernel.Record) {
-	err := c.fallback.Read(k, rec.ID, kernel.NeedMemory, rec)
+func (c *Collector) memoryByFDInfo(rec *kernel.Record) {
+	err := c.fallback.Read(kernel.KindMap, rec.ID, kernel.NeedMemory, rec)
 	if err != nil && !kernel.Gone(err) {
 		rec.Fields &^= kernel.HasMemory
 	}

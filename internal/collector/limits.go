@@ -58,8 +58,8 @@ func (l *limiter) reserve(n int) time.Duration {
 	return time.Duration(-l.tokens / l.rate * float64(time.Second))
 }
 
-// wait blocks until n tokens are available or ctx is done.
-func (l *limiter) wait(ctx context.Context, n int) error {
+// wait blocks until n tokens are available, ctx is done or quit is closed.
+func (l *limiter) wait(ctx context.Context, quit <-chan struct{}, n int) error {
 	if l.rate <= 0 {
 		return nil
 	}
@@ -74,6 +74,8 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 	case t = <-l.timers:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-quit:
+		return ErrClosed
 	}
 	defer func() { l.timers <- t }()
 	t.Reset(d)
@@ -83,6 +85,9 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 	case <-ctx.Done():
 		t.Stop()
 		return ctx.Err()
+	case <-quit:
+		t.Stop()
+		return ErrClosed
 	}
 }
 
@@ -91,6 +96,8 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 // failure, and logs failures with their context.
 type gate struct {
 	ctx      context.Context // the running cycle's; set before each cycle
+	quit     chan struct{}   // closed by stop: every Acquire fails from then on
+	quitOnce sync.Once
 	sem      chan struct{}
 	lim      *limiter
 	logger   *slog.Logger
@@ -101,6 +108,9 @@ type gate struct {
 	maxInFlight atomic.Int32 // the most ever seen at once, for tests
 
 	logged atomic.Int32 // failures logged in this cycle
+	// fdinfoMissing: ErrFDInfoMissing was logged. It says the procfs is
+	// wrong, which one line says once; every cycle counts it still.
+	fdinfoMissing atomic.Bool
 }
 
 // maxLoggedPerCycle bounds the failure lines one cycle writes: a kernel
@@ -108,17 +118,28 @@ type gate struct {
 const maxLoggedPerCycle = 10
 
 func newGate(maxInFlight int, lim *limiter, logger *slog.Logger) *gate {
-	return &gate{sem: make(chan struct{}, maxInFlight), lim: lim, logger: logger, ctx: context.Background()}
+	return &gate{sem: make(chan struct{}, maxInFlight), lim: lim, logger: logger, ctx: context.Background(),
+		quit: make(chan struct{})}
 }
 
+// stop makes every Acquire fail with ErrClosed, at once for those waiting.
+func (g *gate) stop() { g.quitOnce.Do(func() { close(g.quit) }) }
+
 func (g *gate) Acquire(op kernel.Op) error {
-	if err := g.lim.wait(g.ctx, op.Calls()); err != nil {
+	select {
+	case <-g.quit:
+		return ErrClosed
+	default:
+	}
+	if err := g.lim.wait(g.ctx, g.quit, op.Calls()); err != nil {
 		return err
 	}
 	select {
 	case g.sem <- struct{}{}:
 	case <-g.ctx.Done():
 		return g.ctx.Err()
+	case <-g.quit:
+		return ErrClosed
 	}
 	n := g.inFlight.Add(1)
 	for {
@@ -138,6 +159,13 @@ func (g *gate) Release(op kernel.Op, k kernel.Kind, id uint32, err error) {
 		return
 	}
 	g.failures[op].Add(1)
+	if err == kernel.ErrFDInfoMissing {
+		if !g.fdinfoMissing.Swap(true) {
+			g.logger.Error("reading the fdinfo of the agent's own fds failed: memory of maps and programs is unknown",
+				"err", err, "hint", "--path.procfs must be the procfs of the agent's pid namespace, without hidepid")
+		}
+		return
+	}
 	if g.logged.Add(1) <= maxLoggedPerCycle {
 		g.logger.Warn("kernel operation failed", "op", op.String(), "type", k.String(), "id", id, "err", err)
 	}

@@ -29,23 +29,32 @@ type pool struct {
 	quit    chan struct{}
 	exit    sync.WaitGroup
 	once    sync.Once
-	dead    atomic.Bool
 }
 
-func newPool(src kernel.Source, workers int, jobs []job) *pool {
-	p := &pool{inline: src.NewReader(), jobs: jobs, quit: make(chan struct{})}
+func newPool(src kernel.Source, workers int, jobs []job) (*pool, error) {
+	inline, err := src.NewReader()
+	if err != nil {
+		return nil, err
+	}
+	p := &pool{inline: inline, jobs: jobs, quit: make(chan struct{})}
 	if workers == 1 {
-		return p
+		return p, nil
+	}
+	for range workers {
+		r, err := src.NewReader()
+		if err != nil {
+			p.stop()
+			return nil, err
+		}
+		p.readers = append(p.readers, r)
 	}
 	p.start = make([]chan struct{}, workers)
 	p.exit.Add(workers)
-	for i := range workers {
+	for i, r := range p.readers {
 		p.start[i] = make(chan struct{}, 1)
-		r := src.NewReader()
-		p.readers = append(p.readers, r)
 		go p.work(p.start[i], r)
 	}
-	return p
+	return p, nil
 }
 
 func (p *pool) work(start <-chan struct{}, r kernel.Reader) {
@@ -89,7 +98,6 @@ func (p *pool) run(n int) {
 
 func (p *pool) stop() {
 	p.once.Do(func() {
-		p.dead.Store(true)
 		close(p.quit)
 		p.exit.Wait()
 		p.inline.Close()
@@ -98,5 +106,3 @@ func (p *pool) stop() {
 		}
 	})
 }
-
-func (p *pool) stopped() bool { return p.dead.Load() }

@@ -3,6 +3,7 @@
 package collector
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -21,28 +22,37 @@ func (c *Collector) publish(start time.Time, err error) {
 	}
 	s.RateLimitWaitNs = c.lim.waitNs.Load()
 	s.MemoryUsageBytes = c.memory()
+	// An overrun is published with the cycle that overran, complete or
+	// not; a cycle cut short by shutdown is none.
+	stopped := errors.Is(err, context.Canceled) || errors.Is(err, ErrClosed)
+	if end.Sub(start) > c.cfg.CollectionInterval && !stopped {
+		s.Overruns++
+	}
 
 	switch {
 	case err == nil:
 		for k := range kernel.NumKinds {
 			a := &c.agg[k]
 			if c.baseline {
-				// IDs only grow, so the objects above the previous
-				// cycle's greatest ID are exactly the new ones; the
-				// removed ones follow from the counts.
-				created := c.above[k]
+				// The removed objects follow from the counts and the new
+				// ones (noteID).
+				created := c.fresh[k]
 				if c.prevCount[k]+created < a.Objects {
-					// More objects than before plus the new ones: one
-					// first listed below the previous greatest ID, a link
-					// that was still being attached last cycle. It is new
-					// too; the removed count must not wrap around.
+					// More objects than before plus the new ones: one new
+					// where the tables could not tell (beyond a full
+					// table), or a link that was still being attached last
+					// cycle. It is new too; the removed count must not
+					// wrap around.
 					created = a.Objects - c.prevCount[k]
 				}
 				c.created[k] += created
 				c.removed[k] += c.prevCount[k] + created - a.Objects
 			}
 			c.prevCount[k] = a.Objects
-			c.prevMax[k] = max(c.prevMax[k], c.maxs[k])
+			c.prevUnreadable[k] = a.Unreadable
+			// This cycle's greatest, not the greatest ever: once IDs
+			// wrap, the old high ones go and the new low ones count.
+			c.prevMax[k] = c.maxs[k]
 			a.Created, a.Removed = c.created[k], c.removed[k]
 			a.TypesSeen = c.seen[k]
 			s.Kinds[k] = *a

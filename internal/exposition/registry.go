@@ -12,20 +12,24 @@ import (
 )
 
 // NewRegistry returns a new registry (never the global default one) holding
-// c, the Go runtime collector (go_*), the process collector (process_*) and
-// <namespace>_build_info, labelled with the version set at link time in
+// c, the Go runtime collector (go_*), the process collector (process_*,
+// read from <procfs>/self; procfs "" means /proc) and <namespace>_build_info,
+// labelled with the version set at link time in
 // github.com/prometheus/common/version. namespace "" means DefaultNamespace;
 // it panics if namespace fails CheckNamespace or c's descriptors collide with
 // the others.
 //
-// The process collector reads /proc/self when gathered: serve the registry
+// The process collector reads procfs when gathered: serve the registry
 // through a Cache, which gathers after each cycle rather than per scrape.
-func NewRegistry(c prometheus.Collector, namespace string) *prometheus.Registry {
+func NewRegistry(c prometheus.Collector, namespace, procfs string) *prometheus.Registry {
+	if procfs == "" {
+		procfs = "/proc"
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		c,
 		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newProcessCollector(procfs),
 		versioncollector.NewCollector(namespaceOrDefault(namespace)),
 	)
 	return reg

@@ -14,7 +14,7 @@ import (
 )
 
 func TestWriteTextRegistry(t *testing.T) {
-	reg := NewRegistry(NewMetrics(publish(testSnapshot()), ""), "")
+	reg := NewRegistry(NewMetrics(publish(testSnapshot()), ""), "", "")
 	var buf bytes.Buffer
 	if err := WriteText(&buf, reg); err != nil {
 		t.Fatal(err)
@@ -42,7 +42,7 @@ func (f failingGatherer) Gather() ([]*dto.MetricFamily, error) {
 }
 
 func TestWriteTextPartial(t *testing.T) {
-	mfs, err := NewRegistry(NewMetrics(publish(testSnapshot()), ""), "").Gather()
+	mfs, err := NewRegistry(NewMetrics(publish(testSnapshot()), ""), "", "").Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestWriteTextPartial(t *testing.T) {
 }
 
 func TestNewRegistryNamespace(t *testing.T) {
-	reg := NewRegistry(NewMetrics(publish(testSnapshot()), "node_bpf"), "node_bpf")
+	reg := NewRegistry(NewMetrics(publish(testSnapshot()), "node_bpf"), "node_bpf", "")
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -91,7 +91,7 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 		t.Skip("promtool is not on PATH")
 	}
 	var text bytes.Buffer
-	if err := WriteText(&text, NewRegistry(NewMetrics(publish(testSnapshot()), ""), "")); err != nil {
+	if err := WriteText(&text, NewRegistry(NewMetrics(publish(testSnapshot()), ""), "", "")); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(promtool, "check", "metrics")

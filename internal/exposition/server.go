@@ -4,15 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
-	"path"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,17 +16,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
-	"go.yaml.in/yaml/v3"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 // Defaults of the ServerConfig fields left at their zero value.
 const (
-	DefaultTelemetryPath       = "/metrics"
-	DefaultMaxRequestsInFlight = 4
-	DefaultScrapeTimeout       = 10 * time.Second
+	DefaultTelemetryPath = "/metrics"
+	DefaultScrapeTimeout = 10 * time.Second
 )
 
 // Limits of the HTTP server, the defaults of the ServerConfig timeouts. The
@@ -64,7 +56,7 @@ type ServerConfig struct {
 	// again on every new connection.
 	WebConfigFile string
 	// MaxRequestsInFlight bounds concurrent scrapes; over it, scrapes are
-	// answered 503 at once. <= 0 means DefaultMaxRequestsInFlight.
+	// answered 503 at once. 0 means no limit, as in node_exporter.
 	MaxRequestsInFlight int
 	// ScrapeTimeout bounds the time to gather and encode the metrics; past
 	// it, the scrape is answered 503. <= 0 means DefaultScrapeTimeout. (A
@@ -109,9 +101,6 @@ func (cfg *ServerConfig) setDefaults() {
 	if cfg.TelemetryPath == "" {
 		cfg.TelemetryPath = DefaultTelemetryPath
 	}
-	if cfg.MaxRequestsInFlight <= 0 {
-		cfg.MaxRequestsInFlight = DefaultMaxRequestsInFlight
-	}
 	if cfg.ScrapeTimeout <= 0 {
 		cfg.ScrapeTimeout = DefaultScrapeTimeout
 	}
@@ -130,55 +119,6 @@ func (cfg *ServerConfig) setDefaults() {
 			cfg.WriteTimeout = max(cfg.WriteTimeout, pprofWriteTimeout)
 		}
 	}
-}
-
-func (cfg *ServerConfig) validate() error {
-	if len(cfg.ListenAddresses) == 0 {
-		return errors.New("no listen address")
-	}
-	for _, a := range cfg.ListenAddresses {
-		if err := CheckListenAddress(a); err != nil {
-			return err
-		}
-	}
-	return CheckTelemetryPath(cfg.TelemetryPath)
-}
-
-// CheckListenAddress accepts a TCP listen address, host:port (the host may
-// be empty, the port a number or a service name), without binding it.
-func CheckListenAddress(a string) error {
-	if strings.Contains(a, "://") {
-		return fmt.Errorf("listen address %q: only TCP host:port addresses are supported", a)
-	}
-	_, port, err := net.SplitHostPort(a)
-	if err != nil {
-		return fmt.Errorf("listen address %q: want host:port, such as :9436 or 127.0.0.1:9436", a)
-	}
-	if _, err := net.LookupPort("tcp", port); err != nil {
-		return fmt.Errorf("listen address %q: %w", a, err)
-	}
-	return nil
-}
-
-// CheckTelemetryPath accepts the paths that http.ServeMux matches exactly as
-// written: no pattern syntax, no "." or ".." segment, no "//".
-func CheckTelemetryPath(p string) error {
-	bad := func(why string) error { return fmt.Errorf("telemetry path %q: %s", p, why) }
-	if !strings.HasPrefix(p, "/") {
-		return bad("must start with /")
-	}
-	for _, r := range p {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("._~/-", r)) {
-			return bad("only letters, digits and ._~/- are allowed")
-		}
-	}
-	if c := path.Clean(p); c != p && c+"/" != p {
-		return bad("must be a clean path")
-	}
-	if strings.HasPrefix(p, "/-/") || p == "/debug" || strings.HasPrefix(p, "/debug/") {
-		return bad("/-/ and /debug/ are reserved")
-	}
-	return nil
 }
 
 // Server serves the metrics, a landing page, /-/healthy, /-/ready and, if
@@ -383,39 +323,4 @@ func (s *Server) closeListeners() {
 	for _, l := range s.listeners {
 		_ = l.Close() // net.ErrClosed when http.Server closed it already
 	}
-}
-
-// maxWebConfigBytes bounds a web configuration file: exporter-toolkit
-// reads the whole file, and a wrong path (/dev/zero, a log) would cost the
-// agent all its memory.
-const maxWebConfigBytes = 1 << 20
-
-// ValidateWebConfig checks an exporter-toolkit web configuration file as
-// web.Validate does (YAML, unknown keys, TLS files, bcrypt hashes, headers),
-// and also refuses a file larger than 1 MiB and names the user whose
-// password is not a bcrypt hash, which web.Validate does not. "" is valid:
-// no TLS, no authentication.
-func ValidateWebConfig(path string) error {
-	if path == "" {
-		return nil
-	}
-	if f, err := os.Open(path); err == nil { // else web.Validate says why
-		data, err := io.ReadAll(io.LimitReader(f, maxWebConfigBytes+1))
-		f.Close()
-		if len(data) > maxWebConfigBytes {
-			return fmt.Errorf("larger than %d bytes", maxWebConfigBytes)
-		}
-		var users struct {
-			Users map[string]string `yaml:"basic_auth_users"`
-		}
-		if err == nil && yaml.Unmarshal(data, &users) == nil { // else web.Validate reports the syntax
-			for _, user := range slices.Sorted(maps.Keys(users.Users)) {
-				if _, err := bcrypt.Cost([]byte(users.Users[user])); err != nil {
-					return fmt.Errorf("basic_auth_users: the password of %q is not a bcrypt hash "+
-						"(make one with htpasswd -nBC 10 \"\" | tr -d ':\\n'): %w", user, err)
-				}
-			}
-		}
-	}
-	return web.Validate(path)
 }

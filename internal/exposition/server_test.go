@@ -86,7 +86,7 @@ func get(t *testing.T, url string, header ...string) response {
 }
 
 func testRegistry(pub *snapshot.Publisher) *prometheus.Registry {
-	return NewRegistry(NewMetrics(pub, ""), "")
+	return NewRegistry(NewMetrics(pub, ""), "", "")
 }
 
 func TestServerEndpoints(t *testing.T) {
@@ -248,6 +248,26 @@ func TestServerMaxRequestsInFlight(t *testing.T) {
 	bg.Release()
 	if r := <-first; r.code != http.StatusOK || !strings.Contains(r.body, "odigos_ebpf_objects") {
 		t.Errorf("first scrape: %d, want 200\n%s", r.code, r.body)
+	}
+}
+
+// TestServerNoRequestLimit: MaxRequestsInFlight 0 (--web.max-requests=0)
+// means no limit, as in node_exporter: eight scrapes held at once are all
+// served.
+func TestServerNoRequestLimit(t *testing.T) {
+	bg := newBlockingGatherer()
+	defer bg.Release()
+	_, base := startServer(t, ServerConfig{MaxRequestsInFlight: 0}, bg)
+	var pending []<-chan response
+	for range 8 {
+		pending = append(pending, getAsync(t, base+"/metrics"))
+		<-bg.entered
+	}
+	bg.Release()
+	for i, ch := range pending {
+		if r := <-ch; r.code != http.StatusOK {
+			t.Errorf("scrape %d of 8 at once: %d, want 200\n%s", i, r.code, r.body)
+		}
 	}
 }
 

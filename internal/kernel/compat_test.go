@@ -59,7 +59,7 @@ func linkRecord(tb testing.TB, it *Iterators, id uint32) Record {
 func TestIteratorsLoadOnThisKernel(t *testing.T) {
 	testutil.RequireBPF(t)
 	linkID, progID := newIterLink(t)
-	it, errs, err := LoadIterators(&countingGate{})
+	it, errs, err := LoadIterators(&countingGate{}, "/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestIteratorLinkAttachType(t *testing.T) {
 	testutil.RequireBPF(t)
 	testutil.RequireFeature(t, testutil.FeatureLinkAttachType)
 	linkID, _ := newIterLink(t)
-	it, _, err := LoadIterators(&countingGate{})
+	it, _, err := LoadIterators(&countingGate{}, "/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestIteratorElementCountsOfHashMaps(t *testing.T) {
 	}
 	info, _ := m.Info()
 	id, _ := info.ID()
-	it, _, err := LoadIterators(&countingGate{})
+	it, _, err := LoadIterators(&countingGate{}, "/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestIteratorElementCountsOfHashMaps(t *testing.T) {
 func TestIteratorMemoryWithoutFDInfo(t *testing.T) {
 	testutil.RequireBPF(t)
 	newHash(t, 0, 16)
-	it, _, err := LoadIterators(&countingGate{})
+	it, _, err := LoadIterators(&countingGate{}, "/proc")
 	if err != nil {
 		t.Fatal(err)
 	}

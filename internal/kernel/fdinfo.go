@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"errors"
+	"fmt"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -107,32 +109,38 @@ func parseUint(b []byte) (uint64, bool) {
 	return v, true
 }
 
+// Errors of FDInfoReader. They are values, so that a cycle that meets them
+// allocates nothing.
+var (
+	// ErrFDInfoMissing: this process's own fd has no fdinfo file under the
+	// procfs given. The fd is open, so the object exists: the procfs is not
+	// this process's (a wrong --path.procfs, another pid namespace) or hides
+	// it (hidepid). Never read as "the object is gone".
+	ErrFDInfoMissing = errors.New("fdinfo of an open fd not found: is --path.procfs this process's procfs?")
+	// ErrFDInfoTooLarge: the file filled the buffer: not a BPF object's fdinfo.
+	ErrFDInfoTooLarge = errors.New("fdinfo larger than a BPF object's")
+)
+
 // FDInfoReader reads the fdinfo of this process's own file descriptors into
 // a buffer it owns. It is not safe for concurrent use; give each goroutine
 // its own.
 type FDInfoReader struct {
-	dir    int      // an fd of <procfs>/self/fdinfo, or -1
-	path   [80]byte // the file name relative to dir, or the full path if dir is -1, NUL-terminated
-	prefix int
-	buf    [4096]byte
+	dir  int      // an fd of <procfs>/self/fdinfo, or -1 once closed
+	name [24]byte // the decimal fd number, NUL-terminated: a uint64 has 20 digits
+	buf  [4096]byte
 }
 
 // NewFDInfoReader returns a reader for fdinfo under procfs (normally /proc).
-// It keeps the fdinfo directory open, which saves resolving its path on
-// every read (a sixth of the cost of a read); Close releases it.
-func NewFDInfoReader(procfs string) *FDInfoReader {
-	r := &FDInfoReader{}
+// It keeps the fdinfo directory open: names are resolved relative to it,
+// which saves resolving the procfs path on every read (a sixth of the cost
+// of a read) and bounds the name to an fd number, whatever the path's length.
+// Close releases it.
+func NewFDInfoReader(procfs string) (*FDInfoReader, error) {
 	dir, err := unix.Open(procfs+"/self/fdinfo", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil || len(procfs) > len(r.path)-32 {
-		if err == nil {
-			unix.Close(dir)
-		}
-		r.dir = -1
-		r.prefix = copy(r.path[:], procfs+"/self/fdinfo/")
-		return r
+	if err != nil {
+		return nil, fmt.Errorf("opening %s/self/fdinfo: %w", procfs, err)
 	}
-	r.dir = dir
-	return r
+	return &FDInfoReader{dir: dir}, nil
 }
 
 // Close releases the fdinfo directory.
@@ -149,16 +157,16 @@ func (r *FDInfoReader) Close() error {
 // read, close): BPF objects' fdinfo is a single seq_file record far smaller
 // than the buffer, so one short read is the whole file.
 func (r *FDInfoReader) Read(fd int, out *FDInfo) error {
-	n := r.prefix
-	n += putUint(r.path[n:], uint64(fd))
-	r.path[n] = 0
-
-	dir := r.dir
-	if dir < 0 {
-		dir = unix.AT_FDCWD
+	if r.dir < 0 {
+		return unix.EBADF
 	}
-	f, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(dir), uintptr(unsafe.Pointer(&r.path[0])),
+	n := putUint(r.name[:], uint64(fd))
+	r.name[n] = 0
+	f, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(r.dir), uintptr(unsafe.Pointer(&r.name[0])),
 		uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0)
+	if errno == unix.ENOENT {
+		return ErrFDInfoMissing
+	}
 	if errno != 0 {
 		return errno
 	}
@@ -168,9 +176,31 @@ func (r *FDInfoReader) Read(fd int, out *FDInfo) error {
 		return rerr
 	}
 	if got == uintptr(len(r.buf)) {
-		return unix.EFBIG // not a BPF object's fdinfo
+		return ErrFDInfoTooLarge
 	}
 	ParseFDInfo(r.buf[:got], out)
+	return nil
+}
+
+// CheckProcFS reports whether procfs is a procfs mount in which this process
+// can read its own fdinfo: what --path.procfs must be.
+func CheckProcFS(procfs string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(procfs, &st); err != nil {
+		return fmt.Errorf("%s: %w", procfs, err)
+	}
+	if st.Type != unix.PROC_SUPER_MAGIC {
+		return fmt.Errorf("%s is not a procfs (filesystem magic %#x, want %#x)", procfs, st.Type, unix.PROC_SUPER_MAGIC)
+	}
+	r, err := NewFDInfoReader(procfs)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var fi FDInfo
+	if err := r.Read(r.dir, &fi); err != nil {
+		return fmt.Errorf("reading this process's fdinfo under %s: %w", procfs, err)
+	}
 	return nil
 }
 

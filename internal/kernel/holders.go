@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -137,9 +139,9 @@ const holderFDs = 10
 // LoadHolders loads and attaches the holders iterator and calibrates it.
 // Every system call of a pass goes through gate, with NumKinds as the kind
 // (a pass is over every kind); the calibration pass, part of loading, does
-// not.
-func LoadHolders(gate Gate, opts HolderOptions) (_ *Holders, err error) {
-	if err := fdHeadroom(holderFDs); err != nil {
+// not. procfs is where /proc is mounted.
+func LoadHolders(gate Gate, procfs string, opts HolderOptions) (_ *Holders, err error) {
+	if err := fdHeadroom(procfs, holderFDs); err != nil {
 		return nil, err
 	}
 	h := &Holders{gate: gate, fd: -1, buf: make([]byte, iterReadSize), epoch: 1}
@@ -149,12 +151,14 @@ func LoadHolders(gate Gate, opts HolderOptions) (_ *Holders, err error) {
 			h.Close()
 		}
 	}()
+	// One parse of the kernel's BTF for both tries, dropped after loading.
+	cache := btf.NewCache()
 	if opts.NoKernelCgroups {
 		h.cgroups = errors.New("not read in the kernel: HolderOptions.NoKernelCgroups")
-		err = h.load(false)
-	} else if err = h.load(true); err != nil {
+		err = h.load(false, cache)
+	} else if err = h.load(true, cache); err != nil {
 		h.cgroups = fmt.Errorf("loading the holders iterator with its cgroup reads: %w", err)
-		err = h.load(false)
+		err = h.load(false, cache)
 	}
 	if err != nil {
 		return nil, err
@@ -172,7 +176,7 @@ func LoadHolders(gate Gate, opts HolderOptions) (_ *Holders, err error) {
 	return h, nil
 }
 
-func (h *Holders) load(cgroups bool) error {
+func (h *Holders) load(cgroups bool, cache *btf.Cache) error {
 	spec, err := loadHolders()
 	if err != nil {
 		return fmt.Errorf("reading the holders iterator object: %w", err)
@@ -185,7 +189,7 @@ func (h *Holders) load(cgroups bool) error {
 		return err
 	}
 	h.objs = holdersObjects{}
-	if err := spec.LoadAndAssign(&h.objs, nil); err != nil {
+	if err := spec.LoadAndAssign(&h.objs, &ebpf.CollectionOptions{Cache: cache}); err != nil {
 		return fmt.Errorf("loading the holders iterator: %w", err)
 	}
 	return nil
@@ -438,28 +442,35 @@ func (h *Holders) nextRecord(gate Gate) ([]byte, error) {
 	}
 }
 
-// fill reads more records after the unread ones.
+// fill reads more records after the unread ones. A read interrupted or
+// told to try again is retried a bounded number of times, each attempt
+// through the gate, if any, like any other system call.
 func (h *Holders) fill(gate Gate) error {
 	if h.start > 0 {
 		h.end = copy(h.buf, h.buf[h.start:h.end])
 		h.start = 0
 	}
-	if gate != nil {
-		if err := gate.Acquire(OpIterRead); err != nil {
-			return err
+	for try := 0; ; try++ {
+		if gate != nil {
+			if err := gate.Acquire(OpIterRead); err != nil {
+				return err
+			}
 		}
-	}
-	for {
 		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(h.fd), uintptr(unsafe.Pointer(&h.buf[h.end])), uintptr(len(h.buf)-h.end))
-		if errno == unix.EINTR || errno == unix.EAGAIN {
-			continue
-		}
 		var err error
 		if errno != 0 {
 			err = errno
 		}
+		again := err != nil && retry(err, try)
 		if gate != nil {
-			gate.Release(OpIterRead, NumKinds, 0, err)
+			if again {
+				gate.Release(OpIterRead, NumKinds, 0, nil)
+			} else {
+				gate.Release(OpIterRead, NumKinds, 0, err)
+			}
+		}
+		if again {
+			continue
 		}
 		if err != nil {
 			return err

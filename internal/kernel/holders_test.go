@@ -107,7 +107,7 @@ func TestHoldersFindsAHolderAndItsCgroup(t *testing.T) {
 	testutil.RequireBPF(t)
 	child := holder.Start(t, holder.Spec{Maps: 7, Programs: 3, Links: 2})
 	g := &countingGate{}
-	h, err := LoadHolders(g, HolderOptions{})
+	h, err := LoadHolders(g, "/proc", HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func mapsEqual(a, b map[OwnObject]int) bool {
 func TestHoldersSendEachCgroupOnce(t *testing.T) {
 	testutil.RequireBPF(t)
 	child := holder.Start(t, holder.Spec{Maps: 1})
-	h, err := LoadHolders(&countingGate{}, HolderOptions{})
+	h, err := LoadHolders(&countingGate{}, "/proc", HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestHoldersSendEachCgroupOnce(t *testing.T) {
 func TestHoldersWithoutKernelCgroups(t *testing.T) {
 	testutil.RequireBPF(t)
 	child := holder.Start(t, holder.Spec{Maps: 2, Programs: 1})
-	h, err := LoadHolders(&countingGate{}, HolderOptions{NoKernelCgroups: true})
+	h, err := LoadHolders(&countingGate{}, "/proc", HolderOptions{NoKernelCgroups: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestHoldersWithoutKernelCgroups(t *testing.T) {
 func TestHoldersLearnAnotherFileOperations(t *testing.T) {
 	testutil.RequireBPF(t)
 	child := holder.Start(t, holder.Spec{Links: 3})
-	h, err := LoadHolders(&countingGate{}, HolderOptions{})
+	h, err := LoadHolders(&countingGate{}, "/proc", HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +342,7 @@ func TestHoldersIgnoreObjectsWithoutDescriptor(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h, err := LoadHolders(&countingGate{}, HolderOptions{})
+	h, err := LoadHolders(&countingGate{}, "/proc", HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +412,7 @@ func TestHoldersReadTheV1Cpuset(t *testing.T) {
 	if err := unix.Stat(child.Cgroup1, &st); err != nil {
 		t.Fatal(err)
 	}
-	h, err := LoadHolders(&countingGate{}, HolderOptions{})
+	h, err := LoadHolders(&countingGate{}, "/proc", HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -438,7 +438,7 @@ func TestHoldersReadTheV1Cpuset(t *testing.T) {
 // of the same TGID, named by the group leader's comm.
 func TestHoldersThreadWithItsOwnFileTable(t *testing.T) {
 	testutil.RequireBPF(t)
-	h, err := LoadHolders(&countingGate{}, HolderOptions{})
+	h, err := LoadHolders(&countingGate{}, "/proc", HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,7 +552,7 @@ func TestHoldersFindReopenedLinksByName(t *testing.T) {
 		t.Fatalf("the reopened link's descriptor reads %q", target)
 	}
 
-	h, err := LoadHolders(&countingGate{}, HolderOptions{})
+	h, err := LoadHolders(&countingGate{}, "/proc", HolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"sync"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -55,12 +57,6 @@ type iterKind struct {
 	statsSet     bool
 }
 
-// OwnObject is an object the agent itself loaded.
-type OwnObject struct {
-	Kind Kind
-	ID   uint32
-}
-
 // iterReadSize is the read buffer: a bpf_iter seq_file holds 8 pages of
 // records at most, so one read rarely returns more than 32 KiB; the rest
 // holds a record split across two reads.
@@ -68,33 +64,52 @@ const iterReadSize = 64 << 10
 
 var iterProgNames = [NumKinds]string{iterProgDumpMaps, iterProgDumpProgs, iterProgDumpLinks}
 
+var _ IteratorSource = (*Iterators)(nil)
+
 // LoadIterators loads the iterator of each kind that the running kernel
 // supports. errs[k] says why kind k has none; the result is nil only when
-// no kind has one. Every system call of a pass goes through gate.
-func LoadIterators(gate Gate) (*Iterators, [NumKinds]error, error) {
+// no kind has one. Every system call of a pass goes through gate. procfs is
+// where /proc is mounted.
+func LoadIterators(gate Gate, procfs string) (*Iterators, [NumKinds]error, error) {
 	var errs [NumKinds]error
-	if err := fdHeadroom(iterFDs); err != nil {
+	if err := fdHeadroom(procfs, iterFDs); err != nil {
 		return nil, errs, err
 	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, errs, fmt.Errorf("counting possible CPUs: %w", err)
 	}
+	spec, err := loadIter()
+	if err != nil {
+		return nil, errs, fmt.Errorf("reading the iterator object: %w", err)
+	}
+	if err := spec.Variables[iterVarNrCpus].Set(uint32(cpus)); err != nil {
+		return nil, errs, err
+	}
+	if err := spec.Variables[iterVarPageSize].Set(uint64(os.Getpagesize())); err != nil {
+		return nil, errs, err
+	}
+	// One parse of the kernel's BTF serves the three programs' CO-RE
+	// relocations and attach targets, and the kfunc probe: each load would
+	// parse it again (~15 ms and megabytes each). It is dropped with the
+	// cache when loading ends. The kinds load side by side: most of a load
+	// is relocating, on the CPU.
+	cache := btf.NewCache()
 	it := &Iterators{gate: gate, fd: -1, buf: make([]byte, iterReadSize)}
-	any := false
+	var wg sync.WaitGroup
 	for k := range NumKinds {
-		ik, err := loadIterKind(k, cpus)
-		if err != nil {
-			errs[k] = err
-			continue
-		}
-		it.kinds[k] = ik
-		any = true
+		spec := spec.Copy()
+		wg.Go(func() { it.kinds[k], errs[k] = loadIterKind(k, spec, cache) })
+	}
+	wg.Wait()
+	any := false
+	for _, ik := range it.kinds {
+		any = any || ik != nil
 	}
 	if !any {
 		return nil, errs, fmt.Errorf("no BPF iterator could be loaded: %w", errors.Join(errs[:]...))
 	}
-	it.elements = kernelHasFunc("bpf_map_sum_elem_count")
+	it.elements = kernelHasFunc(cache, "bpf_map_sum_elem_count")
 	return it, errs, nil
 }
 
@@ -107,12 +122,12 @@ const iterFDs = 16
 // under RLIMIT_NOFILE. Checked before loading because an exhausted table
 // is not reported as such: cilium/ebpf's feature probes take EMFILE for
 // "not supported", and the message would send the operator to the kernel.
-func fdHeadroom(need int) error {
+func fdHeadroom(procfs string, need int) error {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
 		return nil
 	}
-	fds, err := os.ReadDir("/proc/self/fd")
+	fds, err := os.ReadDir(procfs + "/self/fd")
 	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
 		return fmt.Errorf("loading the iterators needs %d free file descriptors, RLIMIT_NOFILE %d has none left: %w",
 			need, lim.Cur, err)
@@ -130,8 +145,8 @@ func fdHeadroom(need int) error {
 
 // kernelHasFunc reports whether the kernel's BTF has the function (a kfunc
 // the iterator calls where it exists).
-func kernelHasFunc(name string) bool {
-	spec, err := btf.LoadKernelSpec()
+func kernelHasFunc(cache *btf.Cache, name string) bool {
+	spec, err := cache.Kernel()
 	if err != nil {
 		return false
 	}
@@ -143,55 +158,23 @@ func kernelHasFunc(name string) bool {
 // kernel has the kfunc bpf_map_sum_elem_count (Linux 6.6 and later).
 func (it *Iterators) ElementCounts() bool { return it.elements }
 
-func loadIterKind(k Kind, cpus int) (_ *iterKind, err error) {
-	spec, err := loadIter()
-	if err != nil {
-		return nil, fmt.Errorf("reading the iterator object: %w", err)
-	}
-	if err := spec.Variables[iterVarNrCpus].Set(uint32(cpus)); err != nil {
-		return nil, err
-	}
-	if err := spec.Variables[iterVarPageSize].Set(uint64(os.Getpagesize())); err != nil {
-		return nil, err
-	}
+func loadIterKind(k Kind, spec *ebpf.CollectionSpec, cache *btf.Cache) (_ *iterKind, err error) {
 	// Load only this kind's program and what it uses, so that a kernel
-	// that refuses one iterator still runs the others.
-	type vars struct {
-		FullAbove *ebpf.Variable `ebpf:"full_above"`
-		WantStats *ebpf.Variable `ebpf:"want_stats"`
-	}
-	var (
-		prog *ebpf.Program
-		v    vars
-	)
+	// that refuses one iterator still runs the others. LoadAndAssign takes
+	// a struct whose tags name what to load: the program's is this kind's.
 	name := iterProgNames[k]
-	switch k {
-	case KindMap:
-		var o struct {
-			vars
-			Prog *ebpf.Program `ebpf:"dump_maps"`
-		}
-		err = spec.LoadAndAssign(&o, nil)
-		prog, v = o.Prog, o.vars
-	case KindProg:
-		var o struct {
-			vars
-			Prog *ebpf.Program `ebpf:"dump_progs"`
-		}
-		err = spec.LoadAndAssign(&o, nil)
-		prog, v = o.Prog, o.vars
-	case KindLink:
-		var o struct {
-			vars
-			Prog *ebpf.Program `ebpf:"dump_links"`
-		}
-		err = spec.LoadAndAssign(&o, nil)
-		prog, v = o.Prog, o.vars
-	}
-	if err != nil {
+	objs := reflect.New(reflect.StructOf([]reflect.StructField{
+		{Name: "Prog", Type: reflect.TypeFor[*ebpf.Program](), Tag: reflect.StructTag(`ebpf:"` + name + `"`)},
+		{Name: "FullAbove", Type: reflect.TypeFor[*ebpf.Variable](), Tag: `ebpf:"full_above"`},
+		{Name: "WantStats", Type: reflect.TypeFor[*ebpf.Variable](), Tag: `ebpf:"want_stats"`},
+	}))
+	if err := spec.LoadAndAssign(objs.Interface(), &ebpf.CollectionOptions{Cache: cache}); err != nil {
 		return nil, fmt.Errorf("loading %s: %w", name, err)
 	}
-	ik := &iterKind{prog: prog, fullAbove: v.FullAbove, wantStats: v.WantStats}
+	o := objs.Elem()
+	prog := o.Field(0).Interface().(*ebpf.Program)
+	ik := &iterKind{prog: prog, fullAbove: o.Field(1).Interface().(*ebpf.Variable),
+		wantStats: o.Field(2).Interface().(*ebpf.Variable)}
 	defer func() {
 		if err != nil {
 			ik.close()
@@ -271,7 +254,7 @@ func (it *Iterators) Close() error {
 func (it *Iterators) Begin(k Kind, fullAbove uint32, stats bool) error {
 	ik := it.kinds[k]
 	if ik == nil {
-		return fmt.Errorf("no iterator for %ss: %w", k, ErrNotSupported)
+		return fmt.Errorf("no iterator for %ss: %w", k, ebpf.ErrNotSupported)
 	}
 	it.End()
 	ik.fullAboveVal[k] = fullAbove
@@ -318,12 +301,6 @@ func (it *Iterators) End() error {
 	return err
 }
 
-// ErrNotSupported: the running kernel lacks what a feature needs.
-var ErrNotSupported = errors.New("not supported by this kernel")
-
-// errShortRecord: the iterator wrote a record that does not fit its size.
-var errShortRecord = errors.New("malformed iterator record")
-
 // Next fills rec with the next object of the pass, in ascending ID order,
 // and reports whether the record was full. It returns ErrEndOfList after
 // the last one. A short record fills rec.ID and the fields that can change.
@@ -354,21 +331,24 @@ func (it *Iterators) Next(rec *Record) (full bool, err error) {
 	}
 }
 
-// fill reads more records after the unread ones.
+// fill reads more records after the unread ones. A read interrupted or
+// told to try again is retried a bounded number of times, each attempt
+// through the gate like any other system call.
 func (it *Iterators) fill() error {
 	if it.start > 0 {
 		it.end = copy(it.buf, it.buf[it.start:it.end])
 		it.start = 0
 	}
-	if err := it.gate.Acquire(OpIterRead); err != nil {
-		return err
-	}
-	for {
-		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(it.fd), uintptr(unsafe.Pointer(&it.buf[it.end])), uintptr(len(it.buf)-it.end))
-		if errno == unix.EINTR || errno == unix.EAGAIN {
-			continue
+	for try := 0; ; try++ {
+		if err := it.gate.Acquire(OpIterRead); err != nil {
+			return err
 		}
+		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(it.fd), uintptr(unsafe.Pointer(&it.buf[it.end])), uintptr(len(it.buf)-it.end))
 		if errno != 0 {
+			if retry(errno, try) {
+				it.gate.Release(OpIterRead, it.ck, 0, nil)
+				continue
+			}
 			it.gate.Release(OpIterRead, it.ck, 0, errno)
 			return errno
 		}
@@ -380,93 +360,3 @@ func (it *Iterators) fill() error {
 		return nil
 	}
 }
-
-// decodeRecord fills rec from one record of kind k: b is the record, header
-// included. It reads nothing outside b: the record is copied into a zeroed
-// layout of its kind (a short record is a prefix of it), and b shorter than
-// a header is malformed.
-func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
-	if len(b) < recordHeaderSize {
-		return false, errShortRecord
-	}
-	switch k {
-	case KindMap:
-		var r iterMapRecord
-		loadRecord(unsafe.Pointer(&r), unsafe.Sizeof(r), b)
-		*rec = Record{ID: r.H.Id}
-		if len(b) < mapRecordShort {
-			return false, nil // nothing changed
-		}
-		if r.Memory != memoryUnknown && r.Memory != memoryUnchanged {
-			rec.Memory = r.Memory
-			rec.Fields |= HasMemory
-		}
-		if r.Elements >= 0 {
-			rec.Elements = uint64(r.Elements)
-			rec.Fields |= HasElements
-		}
-		if len(b) < int(unsafe.Sizeof(r)) {
-			return false, nil
-		}
-		rec.Type = r.Type
-		rec.Flags = r.Flags
-		rec.KeySize = r.KeySize
-		rec.ValueSize = r.ValueSize
-		rec.MaxEntries = r.MaxEntries
-		rec.Name = *(*[16]byte)(unsafe.Pointer(&r.Name))
-		rec.Fields |= HasDetails
-		return true, nil
-	case KindProg:
-		var r iterProgRecord
-		loadRecord(unsafe.Pointer(&r), unsafe.Sizeof(r), b)
-		*rec = Record{ID: r.H.Id}
-		if stats && len(b) >= progRecordStats {
-			rec.RunTimeNs = r.RunTimeNs
-			rec.RunCount = r.RunCnt
-			rec.Fields |= HasStats
-		}
-		if len(b) < int(unsafe.Sizeof(r)) {
-			return false, nil
-		}
-		rec.Memory = r.Memory
-		rec.Type = r.Type
-		rec.JitedLen = r.JitedLen
-		rec.XlatedLen = r.XlatedLen
-		rec.Verified = r.VerifiedInsns
-		rec.Tag = r.Tag
-		rec.Name = *(*[16]byte)(unsafe.Pointer(&r.Name))
-		rec.Fields |= HasDetails | HasMemory
-		return true, nil
-	case KindLink:
-		var r iterLinkRecord
-		loadRecord(unsafe.Pointer(&r), unsafe.Sizeof(r), b)
-		*rec = Record{ID: r.H.Id}
-		if len(b) < int(unsafe.Sizeof(r)) {
-			return false, nil
-		}
-		rec.Type = r.Type
-		rec.ProgID = r.ProgId
-		if r.HasAttachType != 0 {
-			rec.AttachType = r.AttachType
-			rec.Fields |= HasAttachType
-		}
-		rec.Fields |= HasDetails
-		return true, nil
-	}
-	return false, errShortRecord
-}
-
-// loadRecord copies b into the record layout of size bytes at dst: what b
-// lacks stays as it was (zero), what b has beyond it is not read.
-func loadRecord(dst unsafe.Pointer, size uintptr, b []byte) {
-	copy(unsafe.Slice((*byte)(dst), size), b)
-}
-
-// The sizes and markers of records.h.
-const (
-	recordHeaderSize = int(unsafe.Sizeof(iterMapRecord{}.H))
-	mapRecordShort   = 24
-	progRecordStats  = 24
-	memoryUnknown    = ^uint64(0)
-	memoryUnchanged  = ^uint64(0) - 1
-)

@@ -27,7 +27,7 @@ func TestIteratorsListWhatTheKernelHas(t *testing.T) {
 	progID, _ := pinfo.ID()
 
 	g := &countingGate{}
-	it, errs, err := LoadIterators(g)
+	it, errs, err := LoadIterators(g, "/proc")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -318,7 +318,7 @@ func memlock(tb testing.TB, r *FDInfoReader, m *ebpf.Map) uint64 {
 // them, and absent where it cannot.
 func TestIteratorMapMemoryEqualsFDInfo(t *testing.T) {
 	testutil.RequireBPF(t)
-	it, _, err := LoadIterators(&countingGate{})
+	it, _, err := LoadIterators(&countingGate{}, "/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestIteratorMapMemoryEqualsFDInfo(t *testing.T) {
 	if !it.Available(KindMap) {
 		t.Fatal("no map iterator")
 	}
-	fdr := NewFDInfoReader("/proc")
+	fdr := fdinfoReader(t)
 	defer fdr.Close()
 	memUsage := testutil.HasFeature(t, testutil.FeatureMapMemUsage)
 

@@ -2,19 +2,14 @@ package kernel
 
 import "errors"
 
-// Source is where records come from. The syscall source asks the kernel
-// object by object (BPF_*_GET_NEXT_ID, GET_FD_BY_ID, OBJ_GET_INFO_BY_FD,
-// fdinfo); a BPF iterator source reads every object of a kind in a few
-// large reads at Begin and answers the rest from its buffer.
+// Source reads objects one by one, by ID: the syscall source
+// (BPF_*_GET_NEXT_ID, GET_FD_BY_ID, OBJ_GET_INFO_BY_FD, fdinfo). The BPF
+// iterators read a whole kind in one pass instead: see IteratorSource.
 type Source interface {
-	// Mode names the implementation: "syscall" or "iterator".
-	Mode(k Kind) string
-	// Begin starts a pass over the objects of kind k, in ascending ID order.
-	Begin(k Kind) error
 	// NextID returns the smallest ID greater than after, or ErrEndOfList.
 	NextID(k Kind, after uint32) (uint32, error)
 	// NewReader returns a Reader for the use of one goroutine.
-	NewReader() Reader
+	NewReader() (Reader, error)
 }
 
 // Reader fills records. A Reader is not safe for concurrent use.
@@ -25,6 +20,35 @@ type Reader interface {
 	Read(k Kind, id uint32, need Need, rec *Record) error
 	// Close releases what the Reader holds open.
 	Close() error
+}
+
+// IteratorSource reads every object of a kind in one pass, in ascending ID
+// order: the BPF iterators (Iterators). The collector merges what it reads
+// with its tables; tests replace it with a fake.
+type IteratorSource interface {
+	// Available reports whether kind k is read by an iterator.
+	Available(k Kind) bool
+	// Begin starts a pass over kind k. Objects with an ID above fullAbove
+	// come with every field; the others with their ID and what can change
+	// (memory, element count, and run-time statistics if stats).
+	Begin(k Kind, fullAbove uint32, stats bool) error
+	// Next fills rec with the next object of the pass and reports whether
+	// the record is full; ErrEndOfList after the last one.
+	Next(rec *Record) (full bool, err error)
+	// End finishes the pass in progress, if any.
+	End() error
+	// ElementCounts reports whether map records carry element counts.
+	ElementCounts() bool
+	// Own returns the objects the source itself consists of.
+	Own() []OwnObject
+	// Close releases everything.
+	Close() error
+}
+
+// OwnObject is an object the agent itself loaded.
+type OwnObject struct {
+	Kind Kind
+	ID   uint32
 }
 
 // Op is a kind of kernel operation, for accounting and limits.
@@ -62,7 +86,8 @@ func (o Op) Calls() int {
 
 // Gate stands before every system call a Source makes: it enforces the
 // concurrency and rate limits and counts calls and failures. Acquire
-// returns an error when the collection is being stopped.
+// returns an error when the collection is being stopped. Release with a nil
+// err counts a call; with an error, a call and a failure.
 type Gate interface {
 	Acquire(op Op) error
 	Release(op Op, k Kind, id uint32, err error)

@@ -16,33 +16,39 @@ var (
 	ErrEndOfList = errors.New("no more objects")
 )
 
-// Gone reports whether err means that the object no longer exists: it was
-// released between the moment its ID was listed and the moment it was opened.
-// That is normal on a busy node and not an error.
+// Gone reports whether err, from a bpf(2) call naming an object by ID, means
+// that the object no longer exists: it was released between the moment its
+// ID was listed and the moment it was opened. That is normal on a busy node
+// and not an error. Only the bpf(2) calls can say so: an fdinfo file that is
+// missing means something else (see ErrFDInfoMissing).
 func Gone(err error) bool { return err == unix.ENOENT }
 
-// maxEAGAIN bounds the retries of a bpf(2) call that returned EAGAIN, which
-// the kernel uses for transient failures (the verifier under memory pressure,
-// BPF_PROG_LOAD racing a module unload).
+// maxEAGAIN bounds the retries of a call that returned EAGAIN, which the
+// kernel uses for transient failures (a link still being attached, the
+// verifier under memory pressure). Each retry is a system call like any
+// other: the sources take it through their Gate, so that it is rate limited
+// and counted.
 const maxEAGAIN = 5
 
-// BPF is the one entry point for bpf(2). attr must point to memory the caller
-// keeps alive; pointers the kernel follows from inside attr (the info buffer
-// of BPF_OBJ_GET_INFO_BY_FD) must be heap memory kept alive by the caller.
-// The error is the bare errno so that it allocates nothing.
+// retry reports whether a call that failed with err on attempt try (from 0)
+// is worth making again.
+func retry(err error, try int) bool {
+	return (err == unix.EAGAIN || err == unix.EINTR) && try < maxEAGAIN
+}
+
+// BPF is the entry point for the agent's own bpf(2) calls during collection
+// (loading the iterators goes through cilium/ebpf). attr must point to memory
+// the caller keeps alive; pointers the kernel follows from inside attr (the
+// info buffer of BPF_OBJ_GET_INFO_BY_FD) must be heap memory kept alive by the
+// caller. The error is the bare errno so that it allocates nothing. It does
+// not retry: callers retry EAGAIN through their Gate.
 func BPF(cmd Cmd, attr unsafe.Pointer, size uintptr) (int, error) {
-	for i := 0; ; i++ {
-		r, _, errno := unix.Syscall(unix.SYS_BPF, uintptr(cmd), uintptr(attr), size)
-		runtime.KeepAlive(attr)
-		switch {
-		case errno == 0:
-			return int(r), nil
-		case errno == unix.EAGAIN && i < maxEAGAIN:
-			continue
-		default:
-			return -1, errno
-		}
+	r, _, errno := unix.Syscall(unix.SYS_BPF, uintptr(cmd), uintptr(attr), size)
+	runtime.KeepAlive(attr)
+	if errno != 0 {
+		return -1, errno
 	}
+	return int(r), nil
 }
 
 // Kind is one of the three kinds of eBPF objects with IDs.

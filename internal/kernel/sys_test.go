@@ -76,7 +76,7 @@ func TestNextIDListsNewMapAndInfoMatches(t *testing.T) {
 	if mi.ID != uint32(want) || MapType(mi.Type) != MapTypeHash || mi.KeySize != 4 || mi.ValueSize != 8 || mi.MaxEntries != 16 {
 		t.Fatalf("info %+v", mi)
 	}
-	r := NewFDInfoReader("/proc")
+	r := fdinfoReader(t)
 	var fi FDInfo
 	if err := r.Read(fd, &fi); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestProgAndLinkInfo(t *testing.T) {
 		t.Fatalf("prog info %+v", pi)
 	}
 	var fi FDInfo
-	if err := NewFDInfoReader("/proc").Read(fd, &fi); err != nil || fi.Memlock != uint64(os.Getpagesize()) {
+	if err := fdinfoReader(t).Read(fd, &fi); err != nil || fi.Memlock != uint64(os.Getpagesize()) {
 		t.Fatalf("prog memlock %d (err %v), want one page", fi.Memlock, err)
 	}
 }
@@ -149,7 +149,7 @@ func TestCyclePathsAllocateNothing(t *testing.T) {
 	info, _ := m.Info()
 	id, _ := info.ID()
 	mi := new(MapInfo)
-	r := NewFDInfoReader("/proc")
+	r := fdinfoReader(t)
 	fi := new(FDInfo)
 	allocs := testing.AllocsPerRun(200, func() {
 		if _, err := NextID(KindMap, 0); err != nil {

@@ -26,7 +26,8 @@ func (Sys) Close(fd int) error                                { return Close(fd)
 
 // SyscallSource reads objects one by one with bpf(2) and fdinfo. It works
 // on every kernel with BPF object IDs (4.13+) and needs CAP_SYS_ADMIN, which
-// BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID require.
+// BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID require. Every call, retries of
+// EAGAIN included, goes through the gate.
 type SyscallSource struct {
 	sys    Syscalls
 	gate   Gate
@@ -39,24 +40,31 @@ func NewSyscallSource(sys Syscalls, gate Gate, procfs string) *SyscallSource {
 	return &SyscallSource{sys: sys, gate: gate, procfs: procfs}
 }
 
-func (s *SyscallSource) Mode(Kind) string { return "syscall" }
-func (s *SyscallSource) Begin(Kind) error { return nil }
-
 func (s *SyscallSource) NextID(k Kind, after uint32) (uint32, error) {
-	if err := s.gate.Acquire(OpNextID); err != nil {
-		return 0, err
+	for try := 0; ; try++ {
+		if err := s.gate.Acquire(OpNextID); err != nil {
+			return 0, err
+		}
+		id, err := s.sys.NextID(k, after)
+		switch {
+		case err == nil || err == ErrEndOfList:
+			s.gate.Release(OpNextID, k, after, nil)
+			return id, err
+		case retry(err, try):
+			s.gate.Release(OpNextID, k, after, nil)
+		default:
+			s.gate.Release(OpNextID, k, after, err)
+			return 0, err
+		}
 	}
-	id, err := s.sys.NextID(k, after)
-	if err == ErrEndOfList {
-		s.gate.Release(OpNextID, k, after, nil)
-	} else {
-		s.gate.Release(OpNextID, k, after, err)
-	}
-	return id, err
 }
 
-func (s *SyscallSource) NewReader() Reader {
-	return &syscallReader{src: s, fdinfo: NewFDInfoReader(s.procfs)}
+func (s *SyscallSource) NewReader() (Reader, error) {
+	fdinfo, err := NewFDInfoReader(s.procfs)
+	if err != nil {
+		return nil, err
+	}
+	return &syscallReader{src: s, fdinfo: fdinfo}, nil
 }
 
 // syscallReader owns the buffers the kernel writes into; it lives on the
@@ -64,6 +72,7 @@ func (s *SyscallSource) NewReader() Reader {
 type syscallReader struct {
 	src    *SyscallSource
 	fdinfo *FDInfoReader
+	fd     int // the fd the last OpGetFD opened
 	fi     FDInfo
 	mi     MapInfo
 	pi     ProgInfo
@@ -72,63 +81,86 @@ type syscallReader struct {
 
 func (r *syscallReader) Close() error { return r.fdinfo.Close() }
 
-func (r *syscallReader) call(op Op, k Kind, id uint32, err error) error {
-	r.src.gate.Release(op, k, id, err)
-	return err
+// do makes one operation on object id of kind k through the gate, retrying
+// EAGAIN a bounded number of times; each attempt is admitted and counted.
+// A failure is counted once, at the last attempt; an object gone is none.
+// For OpGetFD, arg is the object's ID and the new fd lands in r.fd; for
+// the others, arg is the fd.
+func (r *syscallReader) do(op Op, k Kind, id uint32, arg int) error {
+	g := r.src.gate
+	for try := 0; ; try++ {
+		if err := g.Acquire(op); err != nil {
+			return err
+		}
+		err := r.call(op, k, arg)
+		switch {
+		case err == nil, op == OpGetFD && Gone(err):
+			g.Release(op, k, id, nil)
+			return err
+		case retry(err, try):
+			g.Release(op, k, id, nil)
+		default:
+			g.Release(op, k, id, err)
+			return err
+		}
+	}
+}
+
+func (r *syscallReader) call(op Op, k Kind, arg int) error {
+	s := r.src.sys
+	switch op {
+	case OpGetFD:
+		fd, err := s.FDByID(k, uint32(arg))
+		r.fd = fd
+		return err
+	case OpInfo:
+		switch k {
+		case KindMap:
+			return s.MapInfo(arg, &r.mi)
+		case KindProg:
+			return s.ProgInfo(arg, &r.pi)
+		default:
+			return s.LinkInfo(arg, &r.li)
+		}
+	case OpFDInfo:
+		return s.FDInfo(r.fdinfo, arg, &r.fi)
+	}
+	return ErrMismatch
 }
 
 func (r *syscallReader) Read(k Kind, id uint32, need Need, rec *Record) error {
-	s := r.src
-	if err := s.gate.Acquire(OpGetFD); err != nil {
+	if err := r.do(OpGetFD, k, id, int(id)); err != nil {
 		return err
 	}
-	fd, err := s.sys.FDByID(k, id)
-	if Gone(err) {
-		s.gate.Release(OpGetFD, k, id, nil)
-		return err
-	}
-	if r.call(OpGetFD, k, id, err) != nil {
-		return err
-	}
-	err = r.read(k, id, fd, need, rec)
-	if cerr := s.gate.Acquire(OpClose); cerr != nil {
-		// Stopping: close anyway, an fd must never leak.
-		s.sys.Close(fd)
+	fd := r.fd
+	err := r.read(k, id, fd, need, rec)
+	// close is never retried: on Linux the fd is released even when it
+	// reports EINTR.
+	g := r.src.gate
+	if cerr := g.Acquire(OpClose); cerr != nil {
+		r.src.sys.Close(fd) // stopping: close anyway, an fd must never leak
 		return cerr
 	}
-	r.call(OpClose, k, id, s.sys.Close(fd))
+	g.Release(OpClose, k, id, r.src.sys.Close(fd))
 	return err
 }
 
 func (r *syscallReader) read(k Kind, id uint32, fd int, need Need, rec *Record) error {
-	s := r.src
 	rec.ID = id
 	wantInfo := need&NeedDetails != 0 || (k == KindProg && need&NeedStats != 0)
 	if wantInfo {
-		if err := s.gate.Acquire(OpInfo); err != nil {
+		if err := r.do(OpInfo, k, id, fd); err != nil {
 			return err
 		}
 		var infoID uint32
 		switch k {
 		case KindMap:
-			err := r.call(OpInfo, k, id, s.sys.MapInfo(fd, &r.mi))
-			if err != nil {
-				return err
-			}
 			fillMap(rec, &r.mi)
 			infoID = r.mi.ID
 		case KindProg:
-			err := r.call(OpInfo, k, id, s.sys.ProgInfo(fd, &r.pi))
-			if err != nil {
-				return err
-			}
 			fillProg(rec, &r.pi, need)
 			infoID = r.pi.ID
 		case KindLink:
-			err := r.call(OpInfo, k, id, s.sys.LinkInfo(fd, &r.li))
-			if err != nil {
-				return err
-			}
 			fillLink(rec, &r.li)
 			infoID = r.li.ID
 		}
@@ -139,10 +171,7 @@ func (r *syscallReader) read(k Kind, id uint32, fd int, need Need, rec *Record) 
 	if k == KindLink || need&(NeedDetails|NeedMemory) == 0 {
 		return nil
 	}
-	if err := s.gate.Acquire(OpFDInfo); err != nil {
-		return err
-	}
-	if err := r.call(OpFDInfo, k, id, s.sys.FDInfo(r.fdinfo, fd, &r.fi)); err != nil {
+	if err := r.do(OpFDInfo, k, id, fd); err != nil {
 		return err
 	}
 	if r.fi.Has&HasMemlock != 0 {

@@ -75,7 +75,14 @@ func (s *churnStep) close() error {
 // Like Create, everything is inert. On return everything Churn created has
 // been released (the kernel frees it asynchronously). It returns an error
 // only if it could not create an object; ctx ending is not an error.
-func Churn(ctx context.Context, rate float64) (st ChurnStats, err error) {
+func Churn(ctx context.Context, rate float64) (ChurnStats, error) {
+	return ChurnFor(ctx, rate, 0)
+}
+
+// ChurnFor is Churn for d (0: until ctx is done) from the end of its setup,
+// which can take seconds on a loaded or emulated CPU: a test that wants
+// churn for a while gets it, however long loading took.
+func ChurnFor(ctx context.Context, rate float64, d time.Duration) (st ChurnStats, err error) {
 	if rate < 0 {
 		return st, fmt.Errorf("loadgen: negative churn rate %v", rate)
 	}
@@ -91,6 +98,11 @@ func Churn(ctx context.Context, rate float64) (st ChurnStats, err error) {
 	}
 	st.Programs++
 	start := time.Now() // the rate is over the churn, not the setup
+	if d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
 	var ring [churnWindow]churnStep
 	defer func() {
 		for i := range ring {

@@ -54,7 +54,7 @@ func report(arg string) int {
 	var src Source
 	switch mode {
 	case "iter":
-		h, err := kernel.LoadHolders(&countingGate{}, kernel.HolderOptions{})
+		h, err := kernel.LoadHolders(&countingGate{}, "/proc", kernel.HolderOptions{})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1

@@ -115,7 +115,7 @@ func TestIterFindsHolderContainerAndPod(t *testing.T) {
 				if c == nil {
 					return
 				}
-				h, err := kernel.LoadHolders(&countingGate{}, kernel.HolderOptions{NoKernelCgroups: !kernelCgroups})
+				h, err := kernel.LoadHolders(&countingGate{}, "/proc", kernel.HolderOptions{NoKernelCgroups: !kernelCgroups})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -84,6 +84,10 @@ type Snapshot struct {
 	// Own holds the objects the agent itself loaded (its iterator programs,
 	// links and their maps), which Kinds counts like all others.
 	Own [kernel.NumKinds]OwnStats
+	// FormulaMismatches counts, by map type slot, the confirmed
+	// disagreements between the map iterator's memory and fdinfo's memlock;
+	// after one, that type's memory is read from fdinfo.
+	FormulaMismatches [MaxTypes]uint64
 
 	// Counters since start.
 	Cycles          uint64 // completed cycles
@@ -121,10 +125,14 @@ const (
 	FeatureLinkIterator                 // links read by a BPF iterator
 	FeatureElementCounts                // map element counts (kfunc bpf_map_sum_elem_count)
 	FeatureRunTimeStats                 // program run time and count (BPF_ENABLE_STATS)
+	// FeatureMemoryFormulaCheck: the map iterator's memory figures are
+	// checked against fdinfo, a few maps per cycle (needs CAP_SYS_ADMIN).
+	FeatureMemoryFormulaCheck
 	NumFeatures
 )
 
-var featureNames = [NumFeatures]string{"map_iterator", "program_iterator", "link_iterator", "element_counts", "run_time_stats"}
+var featureNames = [NumFeatures]string{"map_iterator", "program_iterator", "link_iterator", "element_counts", "run_time_stats",
+	"memory_formula_check"}
 
 // String returns the label value used in metrics.
 func (f Feature) String() string { return featureNames[f] }

@@ -1,4 +1,5 @@
-// Package testutil holds what the real-kernel tests of every package share.
+// Package testutil holds what the real-kernel tests of every package share:
+// capabilities, kernel feature probes, bpftool as an oracle.
 package testutil
 
 import (

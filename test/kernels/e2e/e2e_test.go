@@ -292,6 +292,8 @@ func TestAgentMatchesBpftool(t *testing.T) {
 				"link_iterator":    byIter["link"],
 				"element_counts":   iter && elements,
 				"run_time_stats":   r.config != "",
+				// fdinfo readable (CAP_SYS_ADMIN) and a map iterator.
+				"memory_formula_check": iter && r.name != "iterator_least_privilege",
 			}
 			for f, on := range features {
 				if got := must(t, fams, "odigos_ebpf_feature_enabled", "feature", f); (got == 1) != on {

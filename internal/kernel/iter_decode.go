@@ -1,0 +1,103 @@
+// Decoding the iterators' records: the layouts of bpf/records.h, generated
+// by bpf2go, copied so that a short or malformed record reads nothing
+// outside itself.
+
+package kernel
+
+import (
+	"errors"
+	"unsafe"
+)
+
+// errShortRecord: the iterator wrote a record that does not fit its size.
+var errShortRecord = errors.New("malformed iterator record")
+
+// decodeRecord fills rec from one record of kind k: b is the record, header
+// included. It reads nothing outside b: the record is copied into a zeroed
+// layout of its kind (a short record is a prefix of it), and b shorter than
+// a header is malformed.
+func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
+	if len(b) < recordHeaderSize {
+		return false, errShortRecord
+	}
+	switch k {
+	case KindMap:
+		var r iterMapRecord
+		loadRecord(unsafe.Pointer(&r), unsafe.Sizeof(r), b)
+		*rec = Record{ID: r.H.Id}
+		if len(b) < mapRecordShort {
+			return false, nil // nothing changed
+		}
+		if r.Memory != memoryUnknown && r.Memory != memoryUnchanged {
+			rec.Memory = r.Memory
+			rec.Fields |= HasMemory
+		}
+		if r.Elements >= 0 {
+			rec.Elements = uint64(r.Elements)
+			rec.Fields |= HasElements
+		}
+		if len(b) < int(unsafe.Sizeof(r)) {
+			return false, nil
+		}
+		rec.Type = r.Type
+		rec.Flags = r.Flags
+		rec.KeySize = r.KeySize
+		rec.ValueSize = r.ValueSize
+		rec.MaxEntries = r.MaxEntries
+		rec.Name = *(*[16]byte)(unsafe.Pointer(&r.Name))
+		rec.Fields |= HasDetails
+		return true, nil
+	case KindProg:
+		var r iterProgRecord
+		loadRecord(unsafe.Pointer(&r), unsafe.Sizeof(r), b)
+		*rec = Record{ID: r.H.Id}
+		if stats && len(b) >= progRecordStats {
+			rec.RunTimeNs = r.RunTimeNs
+			rec.RunCount = r.RunCnt
+			rec.Fields |= HasStats
+		}
+		if len(b) < int(unsafe.Sizeof(r)) {
+			return false, nil
+		}
+		rec.Memory = r.Memory
+		rec.Type = r.Type
+		rec.JitedLen = r.JitedLen
+		rec.XlatedLen = r.XlatedLen
+		rec.Verified = r.VerifiedInsns
+		rec.Tag = r.Tag
+		rec.Name = *(*[16]byte)(unsafe.Pointer(&r.Name))
+		rec.Fields |= HasDetails | HasMemory
+		return true, nil
+	case KindLink:
+		var r iterLinkRecord
+		loadRecord(unsafe.Pointer(&r), unsafe.Sizeof(r), b)
+		*rec = Record{ID: r.H.Id}
+		if len(b) < int(unsafe.Sizeof(r)) {
+			return false, nil
+		}
+		rec.Type = r.Type
+		rec.ProgID = r.ProgId
+		if r.HasAttachType != 0 {
+			rec.AttachType = r.AttachType
+			rec.Fields |= HasAttachType
+		}
+		rec.Fields |= HasDetails
+		return true, nil
+	}
+	return false, errShortRecord
+}
+
+// loadRecord copies b into the record layout of size bytes at dst: what b
+// lacks stays as it was (zero), what b has beyond it is not read.
+func loadRecord(dst unsafe.Pointer, size uintptr, b []byte) {
+	copy(unsafe.Slice((*byte)(dst), size), b)
+}
+
+// The sizes and markers of records.h.
+const (
+	recordHeaderSize = int(unsafe.Sizeof(iterMapRecord{}.H))
+	mapRecordShort   = 24
+	progRecordStats  = 24
+	memoryUnknown    = ^uint64(0)
+	memoryUnchanged  = ^uint64(0) - 1
+)
