@@ -222,6 +222,9 @@ func (h *Holders) findOwn() error {
 // the link's creation returned (bpf_link_prime).
 const reopenedLinkName = "bpf-link"
 
+// errHoldersClosed: Begin after Close.
+var errHoldersClosed = errors.New("the holders iterator is closed")
+
 // errCalibration: the calibration pass did not find the agent's own files.
 var errCalibration = errors.New("calibrating the holders iterator")
 
@@ -329,6 +332,9 @@ func (h *Holders) Close() error {
 // Begin starts a pass over every process's BPF file descriptors.
 func (h *Holders) Begin() error {
 	h.End()
+	if h.link == nil {
+		return errHoldersClosed
+	}
 	if h.epoch != h.epochSent {
 		if err := h.objs.Epoch.Set(&h.epoch); err != nil {
 			return fmt.Errorf("setting the holders iterator's epoch: %w", err)

@@ -574,3 +574,20 @@ func TestHoldersFindReopenedLinksByName(t *testing.T) {
 		t.Errorf("the iterator's own link %d (bpf_link): %d descriptors found, want 1", own.ID, mine[own])
 	}
 }
+
+func TestHoldersCloseTwiceThenBegin(t *testing.T) {
+	testutil.RequireBPF(t)
+	h, err := LoadHolders(&countingGate{}, "/proc", HolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Begin(); err != errHoldersClosed {
+		t.Errorf("Begin after Close: %v, want %v", err, errHoldersClosed)
+	}
+}
