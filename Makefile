@@ -2,6 +2,7 @@
 # sources byte for byte (CI checks that nothing changes):
 #   internal/kernel/types_gen.go   UAPI layouts, from the kernel's BTF
 #   internal/kernel/iter_bpfel.*   BPF iterators, from bpf/*.c (bpf2go, clang)
+#   internal/kernel/holders_bpfel.* the iterator over tasks' files, likewise
 #   bench/floor/floor_bpfel.*      the ID-only iterator of the benchmarks
 # It needs Debian's clang, llvm and libbpf-dev, and /sys/kernel/btf/vmlinux.
 

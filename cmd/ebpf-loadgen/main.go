@@ -44,6 +44,9 @@ type ready struct {
 	HelperProgramIDs []uint32 `json:"helper_program_ids"`
 	LinkIDs          []uint32 `json:"link_ids"`
 	CreateSeconds    float64  `json:"create_seconds"`
+	// HolderPIDs are the processes holding the population, with
+	// --processes; MemlockBytes is then as of spreading it.
+	HolderPIDs []int `json:"holder_pids,omitempty"`
 }
 
 func main() {
@@ -67,6 +70,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Default("0").SetValue(&countFlag{"links", &spec.Links})
 	app.Flag("fill", "Fraction 0..1 of max_entries written into each hash, array and LPM trie map.").
 		Default("0").SetValue(&fillFlag{&spec.Fill})
+	app.Flag("processes", "Spread the objects over this many sleep(1) processes, each object held by one "+
+		"of them and not by ebpf-loadgen (0: ebpf-loadgen holds them all).").
+		Default("0").SetValue(&countFlag{"processes", &spec.Processes})
 	if _, err := app.Parse(args); err != nil {
 		fmt.Fprintf(stderr, "ebpf-loadgen: %v\n", err)
 		return 2
@@ -154,6 +160,7 @@ func report(p *loadgen.Population, spec loadgen.Spec, createSeconds float64, std
 		HelperProgramIDs: p.HelperProgramIDs(),
 		LinkIDs:          p.LinkIDs(),
 		CreateSeconds:    createSeconds,
+		HolderPIDs:       p.HolderPIDs(),
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-loadgen: encoding the ready line: %v\n", err)

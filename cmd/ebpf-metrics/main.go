@@ -27,6 +27,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition/otlp"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/history"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 )
@@ -231,7 +232,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// binding.
 	var reg *prometheus.Registry
 	cache := exposition.NewCache(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return reg.Gather() }))
-	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger, OnPublish: cache.Notify})
+	// The history records a cycle before the cache gathers it: whatever
+	// cycle /metrics shows, the history has it.
+	var rec *history.Recorder
+	onPublish := func() {
+		rec.Record()
+		cache.Notify()
+	}
+	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger, OnPublish: onPublish})
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
@@ -257,12 +265,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var push *otlp.Pusher
 	if f.otlpConfig.Enabled() {
 		if push, err = otlp.New(f.otlpConfig, cache, cmp.Or(f.namespace, exposition.DefaultNamespace), logger); err != nil {
+			c.Close()
 			fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 			return exitRuntime
 		}
 		reg.MustRegister(push)
 	}
 
+	hist, recorder, err := newHistory(&cfg, c.Publisher(), f.namespace, reg)
+	if err != nil {
+		c.Close()
+		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
+		return exitRuntime
+	}
+	rec = recorder
+	landing, routes := webRoutes(f, cache, hist)
 	cache.Refresh()
 	srv, err := exposition.NewServer(exposition.ServerConfig{
 		ListenAddresses:     f.listen,
@@ -272,6 +289,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ScrapeTimeout:       f.scrapeTimeout,
 		EnablePprof:         f.pprof,
 		Ready:               cache.Ready(exposition.SnapshotReady(c.Publisher())),
+		Landing:             landing,
+		Handlers:            routes,
 	}, cache, logger)
 	if err != nil {
 		c.Close()

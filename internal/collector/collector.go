@@ -159,6 +159,7 @@ func New(opts Options) (*Collector, error) {
 	c.gate = newGate(workers, c.lim, c.logger)
 	if err := c.chooseSources(opts); err != nil {
 		c.closeSources()
+		c.closeSyscalls()
 		return nil, err
 	}
 	caps := inventory.Capacities(&cfg)
@@ -170,6 +171,7 @@ func New(opts Options) (*Collector, error) {
 	pool, err := newPool(c.src, workers, c.batch)
 	if err != nil {
 		c.closeSources()
+		c.closeSyscalls()
 		return nil, err
 	}
 	c.pool = pool
@@ -204,6 +206,7 @@ func (c *Collector) Close() error {
 		c.closed = true
 		c.pool.stop()
 		c.closeSources()
+		c.closeSyscalls()
 		if c.statsFD >= 0 {
 			kernel.Close(c.statsFD)
 			c.statsFD = -1

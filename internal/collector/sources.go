@@ -129,6 +129,13 @@ func (c *Collector) closeSources() {
 	}
 }
 
+// closeSyscalls releases the syscall source, after every reader of it.
+func (c *Collector) closeSyscalls() {
+	if c.src != nil {
+		c.src.Close()
+	}
+}
+
 func (c *Collector) enableStats() error {
 	c.gate.calls[kernel.OpEnableStats].Add(1)
 	fd, err := kernel.EnableStats()

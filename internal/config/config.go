@@ -30,6 +30,9 @@ const (
 	// MinMemoryBytes is the smallest memory budget: below it the Go runtime
 	// and the HTTP server alone do not fit, whatever the tables.
 	MinMemoryBytes = 2 << 20
+	// MinHistoryBytes is the smallest history_bytes other than 0 (off):
+	// the history's series table and a ring of blocks (internal/history).
+	MinHistoryBytes = 64 << 10
 	// MinCollectionInterval keeps a misconfigured agent from turning into a
 	// busy loop of syscalls.
 	MinCollectionInterval = 100 * time.Millisecond
@@ -56,6 +59,7 @@ const (
 	keyBatchSize             = "batch_size"
 	keyEnableSystemStats     = "enable_system_stats"
 	keyCollectionMode        = "collection_mode"
+	keyHistoryBytes          = "history_bytes"
 )
 
 // Config is the agent's effective configuration. The zero value is not
@@ -89,6 +93,10 @@ type Config struct {
 	EnableSystemStats bool
 	// CollectionMode is ModeAuto, ModeIterator or ModeSyscall.
 	CollectionMode string
+	// HistoryBytes bounds the compressed history of the aggregates that
+	// the status page and /api/v1/history show; 0 turns it off. It counts
+	// within the memory budget, see inventory.CheckBudget.
+	HistoryBytes uint64
 }
 
 // Burst returns the rate limiter's burst: SyscallBurst if set, else one
@@ -151,6 +159,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize < 1 || c.BatchSize > maxBatchSize {
 		add(keyBatchSize, "must be between 1 and %d, got %d", maxBatchSize, c.BatchSize)
+	}
+	if c.HistoryBytes != 0 && (c.HistoryBytes < MinHistoryBytes || c.HistoryBytes > math.MaxInt32) {
+		add(keyHistoryBytes, "must be 0 (no history) or between %d (64KiB) and %d, got %d", MinHistoryBytes, math.MaxInt32, c.HistoryBytes)
 	}
 	switch c.CollectionMode {
 	case ModeAuto, ModeIterator, ModeSyscall:

@@ -45,21 +45,25 @@ func TestProfiles(t *testing.T) {
 			Profile:        "production",
 			MaxMemoryBytes: 10 << 20, MaxTrackedMaps: 500, MaxTrackedPrograms: 200, MaxTrackedLinks: 100,
 			CollectionInterval: 60 * time.Second, MaxConcurrentSyscalls: 3, EnableSystemStats: false,
+			HistoryBytes: 256 << 10,
 		}),
 		common(Config{
 			Profile:        "high-performance",
 			MaxMemoryBytes: 5 << 20, MaxTrackedMaps: 100, MaxTrackedPrograms: 50, MaxTrackedLinks: 25,
 			CollectionInterval: 120 * time.Second, MaxConcurrentSyscalls: 2, EnableSystemStats: false,
+			HistoryBytes: 64 << 10,
 		}),
 		common(Config{
 			Profile:        "high-traffic",
 			MaxMemoryBytes: 5 << 20, MaxTrackedMaps: 50, MaxTrackedPrograms: 25, MaxTrackedLinks: 10,
 			CollectionInterval: 180 * time.Second, MaxConcurrentSyscalls: 1, EnableSystemStats: false,
+			HistoryBytes: 64 << 10,
 		}),
 		common(Config{
 			Profile:        "development",
 			MaxMemoryBytes: 20 << 20, MaxTrackedMaps: 1000, MaxTrackedPrograms: 500, MaxTrackedLinks: 200,
 			CollectionInterval: 30 * time.Second, MaxConcurrentSyscalls: 5, EnableSystemStats: true,
+			HistoryBytes: 1 << 20,
 		}),
 	}
 
@@ -142,6 +146,8 @@ func TestLoadOverridesOneKey(t *testing.T) {
 		{"enable_system_stats", "enable_system_stats: true", func(c *Config) { c.EnableSystemStats = true }},
 		{"collection_mode", "collection_mode: syscall", func(c *Config) { c.CollectionMode = ModeSyscall }},
 		{"collection_mode", "collection_mode: iterator # comment", func(c *Config) { c.CollectionMode = ModeIterator }},
+		{"history_bytes", "history_bytes: 1MiB", func(c *Config) { c.HistoryBytes = 1 << 20 }},
+		{"history_bytes", "history_bytes: 0", func(c *Config) { c.HistoryBytes = 0 }},
 	}
 	base := mustProfile(t, ProfileProduction)
 	covered := map[string]bool{}
@@ -340,6 +346,10 @@ func TestValidate(t *testing.T) {
 		{"empty mode", func(c *Config) { c.CollectionMode = "" }, []string{"collection_mode"}},
 		{"iterator mode", func(c *Config) { c.CollectionMode = ModeIterator }, nil},
 		{"syscall mode", func(c *Config) { c.CollectionMode = ModeSyscall }, nil},
+		{"no history", func(c *Config) { c.HistoryBytes = 0 }, nil},
+		{"smallest history", func(c *Config) { c.HistoryBytes = MinHistoryBytes }, nil},
+		{"history too small", func(c *Config) { c.HistoryBytes = MinHistoryBytes - 1 }, []string{"history_bytes", "65535"}},
+		{"history too large", func(c *Config) { c.HistoryBytes = 1 << 31 }, []string{"history_bytes"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -424,6 +434,7 @@ func TestStringRoundTrip(t *testing.T) {
 	odd.BatchSize = 1
 	odd.EnableSystemStats = true
 	odd.CollectionMode = ModeIterator
+	odd.HistoryBytes = 100001
 	configs = append(configs, odd)
 
 	for _, c := range configs {
@@ -459,6 +470,7 @@ syscall_burst: 0
 batch_size: 50
 enable_system_stats: false
 collection_mode: auto
+history_bytes: 262144
 `
 	if got := mustProfile(t, ProfileProduction).String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)

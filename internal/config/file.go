@@ -40,6 +40,7 @@ func (c *Config) fields() []field {
 		{keyBatchSize, &c.BatchSize},
 		{keyEnableSystemStats, &c.EnableSystemStats},
 		{keyCollectionMode, &c.CollectionMode},
+		{keyHistoryBytes, &c.HistoryBytes},
 	}
 }
 

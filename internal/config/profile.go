@@ -53,22 +53,26 @@ func ForProfile(name string) (Config, error) {
 		c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = 100, 50, 25
 		c.CollectionInterval = 120 * time.Second
 		c.MaxConcurrentSyscalls = 2
+		c.HistoryBytes = 64 << 10
 	case ProfileProduction:
 		c.MaxMemoryBytes = 10 << 20
 		c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = 500, 200, 100
 		c.CollectionInterval = 60 * time.Second
 		c.MaxConcurrentSyscalls = 3
+		c.HistoryBytes = 256 << 10
 	case ProfileHighTraffic:
 		c.MaxMemoryBytes = 5 << 20
 		c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = 50, 25, 10
 		c.CollectionInterval = 180 * time.Second
 		c.MaxConcurrentSyscalls = 1
+		c.HistoryBytes = 64 << 10
 	case ProfileDevelopment:
 		c.MaxMemoryBytes = 20 << 20
 		c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = 1000, 500, 200
 		c.CollectionInterval = 30 * time.Second
 		c.MaxConcurrentSyscalls = 5
 		c.EnableSystemStats = true
+		c.HistoryBytes = 1 << 20
 	default:
 		return Config{}, errUnknownProfile(name)
 	}

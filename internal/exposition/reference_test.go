@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition/otlp"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/history"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 	agenttest "github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
@@ -66,9 +67,11 @@ func TestMetricsReference(t *testing.T) {
 	}
 
 	c := NewMetrics(publish(testSnapshot()), "")
+	hist := historyMetrics(t, true)
 	described := make(map[string][]string) // name → variable labels, sorted
 	ch := make(chan *prometheus.Desc, 256)
 	c.Describe(ch)
+	hist.Describe(ch)
 	close(ch)
 	for d := range ch {
 		m := descRE.FindStringSubmatch(d.String())
@@ -85,7 +88,7 @@ func TestMetricsReference(t *testing.T) {
 
 	// The golden snapshot has every metric; the registry adds build_info
 	// and the standard groups, the HTTP handler promhttp_*.
-	golden := gatheredFamilies(t, pedantic(c))
+	golden := gatheredFamilies(t, pedantic(c, hist))
 	reg := NewRegistry(c, "", "")
 	pushCfg, err := (&otlp.Flags{Endpoint: "http://127.0.0.1:4318", Protocol: otlp.ProtocolHTTP}).Config(time.Minute)
 	if err != nil {
@@ -96,6 +99,7 @@ func TestMetricsReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg.MustRegister(push)
+	reg.MustRegister(hist)
 	h := newMetricsHandler(reg, 1, time.Second, slog.New(slog.DiscardHandler))
 	all := gatheredFamilies(t, prometheus.Gatherers{reg, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
 		return h.liveFamilies(nil), nil
@@ -200,14 +204,16 @@ func checkFamily(t *testing.T, doc agenttest.MetricRef, mf *dto.MetricFamily) {
 func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 	t.Helper()
 	const (
-		always   = "always"
-		cycle    = "after a cycle"
-		stats    = "with system stats"
-		elements = "with element counts"
-		formula  = "with the formula check"
-		otlpPush = "with OTLP push"
+		always       = "always"
+		cycle        = "after a cycle"
+		stats        = "with system stats"
+		elements     = "with element counts"
+		formula      = "with the formula check"
+		otlpPush     = "with OTLP push"
+		history      = "with history"
+		historyCycle = "with history, after a cycle"
 	)
-	presents := []string{always, cycle, stats, elements, formula}
+	presents := []string{always, cycle, stats, elements, formula, history, historyCycle}
 	beforeCycle := &snapshot.Snapshot{Active: true, Mode: [kernel.NumKinds]string{"syscall", "syscall", "syscall"}}
 	only := func(stats, elements, formula bool) *snapshot.Snapshot {
 		s := testSnapshot()
@@ -217,17 +223,24 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 	}
 
 	for _, tc := range []struct {
-		name string
-		s    *snapshot.Snapshot
-		want []string // the values of the present column whose metrics are sent
+		name    string
+		s       *snapshot.Snapshot
+		history prometheus.Collector // nil: history_bytes 0
+		want    []string             // the values of the present column whose metrics are sent
 	}{
-		{"before the first cycle", beforeCycle, []string{always}},
-		{"after a cycle", only(false, false, false), []string{always, cycle}},
-		{"with system stats", only(true, false, false), []string{always, cycle, stats}},
-		{"with element counts", only(false, true, false), []string{always, cycle, elements}},
-		{"with the formula check", only(false, false, true), []string{always, cycle, formula}},
+		{"before the first cycle", beforeCycle, nil, []string{always}},
+		{"after a cycle", only(false, false, false), nil, []string{always, cycle}},
+		{"with system stats", only(true, false, false), nil, []string{always, cycle, stats}},
+		{"with element counts", only(false, true, false), nil, []string{always, cycle, elements}},
+		{"with the formula check", only(false, false, true), nil, []string{always, cycle, formula}},
+		{"with history, before the first cycle", beforeCycle, historyMetrics(t, false), []string{always, history}},
+		{"with history, after a cycle", only(false, false, false), historyMetrics(t, true), []string{always, cycle, history, historyCycle}},
 	} {
-		fams := gatheredFamilies(t, pedantic(NewMetrics(publish(tc.s), "")))
+		cs := []prometheus.Collector{NewMetrics(publish(tc.s), "")}
+		if tc.history != nil {
+			cs = append(cs, tc.history)
+		}
+		fams := gatheredFamilies(t, pedantic(cs...))
 		for _, name := range sortedKeys(documented) {
 			doc := documented[name]
 			if name == DefaultNamespace+"_build_info" {
@@ -251,8 +264,22 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 	}
 }
 
-func pedantic(c prometheus.Collector) *prometheus.Registry {
+func pedantic(cs ...prometheus.Collector) *prometheus.Registry {
 	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
+	reg.MustRegister(cs...)
 	return reg
+}
+
+// historyMetrics is the collector of the history's size, which the agent
+// registers beside NewMetrics', over a history holding one cycle or none.
+func historyMetrics(t *testing.T, cycle bool) prometheus.Collector {
+	t.Helper()
+	h, err := history.New(history.MinBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cycle {
+		history.NewRecorder(h, nil, DefaultNamespace).Append(testSnapshot())
+	}
+	return history.NewMetrics(h, DefaultNamespace)
 }

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,7 +50,8 @@ type ServerConfig struct {
 	// repeatable), e.g. ":9435". At least one is required.
 	ListenAddresses []string
 	// TelemetryPath is where the metrics are served (--web.telemetry-path):
-	// an absolute, clean path of [A-Za-z0-9._~/-], outside /-/ and /debug/.
+	// an absolute, clean path of [A-Za-z0-9._~/-], outside /-/, /debug/,
+	// /api/ and /static/.
 	TelemetryPath string
 	// WebConfigFile is an exporter-toolkit web configuration file
 	// (--web.config.file: TLS, basic auth, headers, rate limit); "" serves
@@ -85,6 +88,14 @@ type ServerConfig struct {
 	// means always ready. SnapshotReady(pub) is ready once a cycle has
 	// completed.
 	Ready func() bool
+	// Landing, if set, replaces the exporter-toolkit landing page at /
+	// (the status page). It is not served when TelemetryPath is /.
+	Landing http.Handler
+	// Handlers are served beside the metrics, behind the same TLS and
+	// authentication, each on its http.ServeMux pattern ("GET
+	// /api/v1/history"). A pattern that conflicts with another is an error
+	// of NewServer.
+	Handlers map[string]http.Handler
 }
 
 // SnapshotReady returns a ServerConfig.Ready that reports whether pub holds
@@ -207,7 +218,14 @@ func newHandler(cfg *ServerConfig, metrics http.Handler) (http.Handler, error) {
 		_, _ = fmt.Fprintln(w, "Ready.")
 	})
 
-	if cfg.TelemetryPath != "/" {
+	for _, pattern := range slices.Sorted(maps.Keys(cfg.Handlers)) {
+		if err := handle(mux, pattern, cfg.Handlers[pattern]); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Landing != nil && cfg.TelemetryPath != "/" {
+		mux.Handle("GET /{$}", cfg.Landing)
+	} else if cfg.TelemetryPath != "/" {
 		profiling := "false"
 		if cfg.EnablePprof {
 			profiling = "true"
@@ -238,6 +256,18 @@ func newHandler(cfg *ServerConfig, metrics http.Handler) (http.Handler, error) {
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	}
 	return mux, nil
+}
+
+// handle is mux.Handle, with its panic on a conflicting pattern turned
+// into an error.
+func handle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("serving %q: %v", pattern, r)
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
 }
 
 // Addrs returns the bound addresses, in the order of ListenAddresses: the

@@ -442,6 +442,8 @@ func TestNewServerErrors(t *testing.T) {
 		{"double slash", ServerConfig{ListenAddresses: local, TelemetryPath: "//metrics"}, "clean"},
 		{"reserved", ServerConfig{ListenAddresses: local, TelemetryPath: "/-/healthy"}, "reserved"},
 		{"pprof", ServerConfig{ListenAddresses: local, TelemetryPath: "/debug/pprof/heap"}, "reserved"},
+		{"history", ServerConfig{ListenAddresses: local, TelemetryPath: "/api/v1/history"}, "reserved"},
+		{"status page", ServerConfig{ListenAddresses: local, TelemetryPath: "/static/metrics"}, "reserved"},
 		{"web config", ServerConfig{ListenAddresses: local, WebConfigFile: badConfig}, "web configuration file"},
 		{"web config missing", ServerConfig{ListenAddresses: local, WebConfigFile: badConfig + ".none"}, "web configuration file"},
 	} {

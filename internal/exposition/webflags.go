@@ -62,8 +62,9 @@ func CheckTelemetryPath(p string) error {
 	if c := path.Clean(p); c != p && c+"/" != p {
 		return bad("must be a clean path")
 	}
-	if strings.HasPrefix(p, "/-/") || p == "/debug" || strings.HasPrefix(p, "/debug/") {
-		return bad("/-/ and /debug/ are reserved")
+	if strings.HasPrefix(p, "/-/") || p == "/debug" || strings.HasPrefix(p, "/debug/") ||
+		strings.HasPrefix(p, "/api/") || strings.HasPrefix(p, "/static/") {
+		return bad("/-/, /debug/, /api/ (the history) and /static/ (the status page) are reserved")
 	}
 	return nil
 }

@@ -31,10 +31,11 @@ func Capacities(c *config.Config) [kernel.NumKinds]int {
 	return caps
 }
 
-// CheckBudget reports whether the tables c configures fit half of its
-// memory budget: they are preallocated at start, and the other half is for
-// the Go runtime, the HTTP server and the published snapshots. Capacities
-// out of range are Validate's to report; CheckBudget says nothing of them.
+// CheckBudget reports whether the tables and the history c configures fit
+// half of its memory budget: both are preallocated at start, and the other
+// half is for the Go runtime, the HTTP server and the published snapshots.
+// Capacities out of range are Validate's to report; CheckBudget says
+// nothing of them.
 func CheckBudget(c *config.Config) error {
 	caps := Capacities(c)
 	for _, n := range caps {
@@ -42,10 +43,11 @@ func CheckBudget(c *config.Config) error {
 			return nil
 		}
 	}
-	if need, have := TableBytes(caps), c.MaxMemoryBytes/2; need > have {
-		return fmt.Errorf("max_tracked_maps, max_tracked_programs, max_tracked_links: tables for %d maps, %d programs and %d links need %d bytes, "+
-			"more than half of max_memory_bytes (%d / 2 = %d bytes); lower them or raise max_memory_bytes",
-			c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks, need, c.MaxMemoryBytes, have)
+	tables := TableBytes(caps)
+	if need, have := tables+c.HistoryBytes, c.MaxMemoryBytes/2; need > have {
+		return fmt.Errorf("max_tracked_maps, max_tracked_programs, max_tracked_links, history_bytes: tables for %d maps, %d programs and %d links (%d bytes) "+
+			"and a history of %d bytes need %d bytes, more than half of max_memory_bytes (%d / 2 = %d bytes); lower them or raise max_memory_bytes",
+			c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks, tables, c.HistoryBytes, need, c.MaxMemoryBytes, have)
 	}
 	return nil
 }

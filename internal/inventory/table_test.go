@@ -115,26 +115,34 @@ func TestTableBytes(t *testing.T) {
 	}
 }
 
-// TestCheckBudget: the tables must fit half the memory budget, to the byte.
+// TestCheckBudget: the tables and the history must fit half the memory
+// budget, to the byte.
 func TestCheckBudget(t *testing.T) {
 	// Capacities whose tables need more than 1 MiB, so that the budget, not
 	// config.MinMemoryBytes, decides at the boundary.
 	big := [3]int{10000, 5000, 2000}
 	bigNeed := TableBytes(big)
-	keys := []string{"max_tracked_maps", "max_tracked_programs", "max_tracked_links", "max_memory_bytes"}
+	keys := []string{"max_tracked_maps", "max_tracked_programs", "max_tracked_links", "history_bytes", "max_memory_bytes"}
+	const hist = 256 << 10
 	for _, tc := range []struct {
-		name string
-		caps [3]int
-		mem  uint64
-		want []string // nil: fits
+		name    string
+		caps    [3]int
+		mem     uint64
+		history uint64
+		want    []string // nil: fits
 	}{
-		{"production", [3]int{500, 200, 100}, 10 << 20, nil},
-		{"a million maps in 10MiB", [3]int{1000000, 200, 100}, 10 << 20,
+		{"production", [3]int{500, 200, 100}, 10 << 20, hist, nil},
+		{"a million maps in 10MiB", [3]int{1000000, 200, 100}, 10 << 20, hist,
 			append(keys, strconv.FormatUint(TableBytes([3]int{1000000, 200, 100}), 10), "5242880")},
-		{"tables exactly half", big, 2 * bigNeed, nil},
-		{"tables one byte over half", big, 2*bigNeed - 1,
+		{"tables exactly half", big, 2 * bigNeed, 0, nil},
+		{"tables one byte over half", big, 2*bigNeed - 1, 0,
 			append(keys, strconv.FormatUint(bigNeed, 10), strconv.FormatUint(bigNeed-1, 10))},
-		{"capacity out of range: Validate's to say", [3]int{0, 1, 1}, 1, nil},
+		{"tables and history exactly half", big, 2 * (bigNeed + hist), hist, nil},
+		{"tables and history one byte over half", big, 2*(bigNeed+hist) - 2, hist,
+			append(keys, strconv.FormatUint(bigNeed+hist, 10), strconv.FormatUint(bigNeed+hist-1, 10))},
+		{"history alone over half", [3]int{1, 1, 1}, 2 << 20, 1 << 20,
+			append(keys, "1048576", strconv.FormatUint(TableBytes([3]int{1, 1, 1})+1<<20, 10))},
+		{"capacity out of range: Validate's to say", [3]int{0, 1, 1}, 1, hist, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := config.ForProfile(config.ProfileProduction)
@@ -143,6 +151,7 @@ func TestCheckBudget(t *testing.T) {
 			}
 			c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = tc.caps[0], tc.caps[1], tc.caps[2]
 			c.MaxMemoryBytes = tc.mem
+			c.HistoryBytes = tc.history
 			err = CheckBudget(&c)
 			if tc.want == nil {
 				if err != nil {

@@ -126,6 +126,7 @@ var (
 // its own.
 type FDInfoReader struct {
 	dir  int      // an fd of <procfs>/self/fdinfo, or -1 once closed
+	owns bool     // Close closes dir
 	name [24]byte // the decimal fd number, NUL-terminated: a uint64 has 20 digits
 	buf  [4096]byte
 }
@@ -136,16 +137,29 @@ type FDInfoReader struct {
 // of a read) and bounds the name to an fd number, whatever the path's length.
 // Close releases it.
 func NewFDInfoReader(procfs string) (*FDInfoReader, error) {
-	dir, err := unix.Open(procfs+"/self/fdinfo", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	dir, err := openFDInfoDir(procfs)
 	if err != nil {
-		return nil, fmt.Errorf("opening %s/self/fdinfo: %w", procfs, err)
+		return nil, err
 	}
-	return &FDInfoReader{dir: dir}, nil
+	return &FDInfoReader{dir: dir, owns: true}, nil
 }
 
-// Close releases the fdinfo directory.
+// newFDInfoReaderAt returns a reader of the fdinfo directory dir, which
+// stays its caller's: readers of one source share one directory fd.
+func newFDInfoReaderAt(dir int) *FDInfoReader { return &FDInfoReader{dir: dir} }
+
+func openFDInfoDir(procfs string) (int, error) {
+	dir, err := unix.Open(procfs+"/self/fdinfo", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("opening %s/self/fdinfo: %w", procfs, err)
+	}
+	return dir, nil
+}
+
+// Close releases the fdinfo directory, if the reader owns it.
 func (r *FDInfoReader) Close() error {
-	if r.dir < 0 {
+	if r.dir < 0 || !r.owns {
+		r.dir = -1
 		return nil
 	}
 	err := unix.Close(r.dir)

@@ -10,6 +10,8 @@ type Source interface {
 	NextID(k Kind, after uint32) (uint32, error)
 	// NewReader returns a Reader for the use of one goroutine.
 	NewReader() (Reader, error)
+	// Close releases what the source holds, once its readers are closed.
+	Close() error
 }
 
 // Reader fills records. A Reader is not safe for concurrent use.

@@ -1,5 +1,7 @@
 package kernel
 
+import "sync"
+
 // Syscalls are the kernel operations the syscall source is built from. The
 // production implementation is the kernel itself (Sys); tests wrap it to
 // inject the failures a real kernel will not produce on demand.
@@ -32,12 +34,28 @@ type SyscallSource struct {
 	sys    Syscalls
 	gate   Gate
 	procfs string
+
+	mu  sync.Mutex
+	dir int // <procfs>/self/fdinfo, shared by the readers; -1 until the first
 }
 
 // NewSyscallSource returns a source that makes its calls through sys, each
 // one admitted by gate. procfs is where /proc is mounted.
 func NewSyscallSource(sys Syscalls, gate Gate, procfs string) *SyscallSource {
-	return &SyscallSource{sys: sys, gate: gate, procfs: procfs}
+	return &SyscallSource{sys: sys, gate: gate, procfs: procfs, dir: -1}
+}
+
+// Close releases the fdinfo directory; the source's readers must be closed
+// already.
+func (s *SyscallSource) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dir < 0 {
+		return nil
+	}
+	err := Close(s.dir)
+	s.dir = -1
+	return err
 }
 
 func (s *SyscallSource) NextID(k Kind, after uint32) (uint32, error) {
@@ -59,12 +77,20 @@ func (s *SyscallSource) NextID(k Kind, after uint32) (uint32, error) {
 	}
 }
 
+// NewReader returns a reader with its own buffers. The readers share one
+// fd of the fdinfo directory: an agent run with few fds needs one, not one
+// per worker.
 func (s *SyscallSource) NewReader() (Reader, error) {
-	fdinfo, err := NewFDInfoReader(s.procfs)
-	if err != nil {
-		return nil, err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dir < 0 {
+		dir, err := openFDInfoDir(s.procfs)
+		if err != nil {
+			return nil, err
+		}
+		s.dir = dir
 	}
-	return &syscallReader{src: s, fdinfo: fdinfo}, nil
+	return &syscallReader{src: s, fdinfo: newFDInfoReaderAt(s.dir)}, nil
 }
 
 // syscallReader owns the buffers the kernel writes into; it lives on the

@@ -39,6 +39,10 @@ type Spec struct {
 	// Fill is the fraction (0..1) of max_entries that Create writes into each
 	// fillable map: see MapKind.Fillable.
 	Fill float64
+	// Processes, when above 0, spreads the population over that many
+	// processes (sleep(1), comm HolderComm), object i held by process
+	// i mod Processes and by nothing else: to measure finding holders.
+	Processes int
 }
 
 // MapMaxEntries is max_entries of every map except ring buffers, whose
@@ -108,12 +112,15 @@ type Population struct {
 	helpIDs  []uint32
 	linkIDs  []uint32
 	procSelf string
+
+	holders       []int  // the processes holding a spread population
+	spreadMemlock uint64 // MemlockBytes as of spreading
 }
 
 // Create raises RLIMIT_NOFILE to its hard limit, removes the memlock limit,
 // and creates spec's population. On error it releases what it created so far.
 func Create(spec Spec) (*Population, error) {
-	if spec.Maps < 0 || spec.Programs < 0 || spec.Links < 0 {
+	if spec.Maps < 0 || spec.Programs < 0 || spec.Links < 0 || spec.Processes < 0 {
 		return nil, fmt.Errorf("loadgen: negative count in %+v", spec)
 	}
 	if !(spec.Fill >= 0 && spec.Fill <= 1) {
@@ -129,6 +136,11 @@ func Create(spec Spec) (*Population, error) {
 	p := &Population{procSelf: "/proc/self/fdinfo/"}
 	if err := p.create(spec); err != nil {
 		return nil, errors.Join(err, p.Close())
+	}
+	if spec.Processes > 0 {
+		if err := p.spread(spec.Processes); err != nil {
+			return nil, errors.Join(err, p.Close())
+		}
 	}
 	return p, nil
 }
@@ -365,13 +377,17 @@ func (p *Population) Maps() []MapDetail { return append([]MapDetail{}, p.mapInfo
 
 // MemlockBytes returns the sum of the kernel's fdinfo "memlock" over the
 // population's maps and programs, helper program included, as the kernel
-// reports it now (non-preallocated maps grow with their content). Links have
-// no memlock.
+// reports it now (non-preallocated maps grow with their content); for a
+// population spread over processes, as it was when it was spread. Links
+// have no memlock.
 func (p *Population) MemlockBytes() (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return 0, errors.New("loadgen: population closed")
+	}
+	if p.holders != nil {
+		return p.spreadMemlock, nil
 	}
 	r := memlockReader{dir: p.procSelf}
 	var sum uint64
@@ -404,6 +420,22 @@ func (p *Population) Close() error {
 		return nil
 	}
 	p.closed = true
+	var errs []error
+	if p.holders != nil {
+		errs = append(errs, p.stopHolders())
+	}
+	errs = append(errs, p.closeObjectsLocked())
+	return errors.Join(errs...)
+}
+
+// closeObjects closes this process's descriptors of the objects.
+func (p *Population) closeObjects() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closeObjectsLocked()
+}
+
+func (p *Population) closeObjectsLocked() error {
 	var errs []error
 	for _, l := range p.links {
 		errs = append(errs, l.Close())

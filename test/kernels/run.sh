@@ -19,7 +19,8 @@
 # apt-get download (not installed) and cached under test/kernels/.cache
 # (git-ignored; KERNEL_MATRIX_CACHE overrides), so a rerun fetches nothing.
 #
-# In each guest: the tests of internal/kernel, the real-kernel tests of
+# In each guest: the tests of internal/kernel and internal/owner (who holds
+# each object), the real-kernel tests of
 # internal/collector (TestKernel*) and test/kernels/e2e (the agent's
 # --once in auto, syscall and least-privilege iterator mode against
 # bpftool), all built static (CGO_ENABLED=0: no -race, which needs cgo),
@@ -44,6 +45,7 @@ declare -A series_pkg=(
 # so KERNEL_MATRIX_SUITES='kernel kernel.test -test.run=X -test.count=50'
 # repeats one test on a guest kernel).
 suites=${KERNEL_MATRIX_SUITES:-'kernel kernel.test
+owner owner.test
 collector collector.test -test.run=^TestKernel
 e2e e2e.test'}
 
@@ -92,6 +94,7 @@ bin=$work/tests
 mkdir -p "$bin"
 export CGO_ENABLED=0
 go test -c -o "$bin/kernel.test" ./internal/kernel
+go test -c -o "$bin/owner.test" ./internal/owner
 go test -c -o "$bin/collector.test" ./internal/collector
 go test -c -o "$bin/e2e.test" ./$here/e2e
 go build -o "$work/ebpf-metrics" ./cmd/ebpf-metrics

@@ -33,6 +33,16 @@ type Object struct {
 	BytesMemlock uint64 `json:"bytes_memlock"`
 	ProgID       uint32 `json:"prog_id"`     // links
 	TargetName   string `json:"target_name"` // iterator links
+	// Pids are the processes holding a descriptor of the object, where
+	// bpftool can find them (its iterator needs the kernel's bpf_map_fops
+	// and the others in kallsyms: CONFIG_KALLSYMS_ALL).
+	Pids []Pid `json:"pids"`
+}
+
+// Pid is a process holding an object.
+type Pid struct {
+	PID  uint32 `json:"pid"`
+	Comm string `json:"comm"`
 }
 
 // Path finds the bpftool binary: on $PATH, else in /usr/sbin.
@@ -97,4 +107,26 @@ func WaitGone(kind Kind, ids []uint32, timeout time.Duration) ([]uint32, error) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Skeletons reports whether bpftool was built with its BPF skeletons,
+// without which it reports no Pids (Debian's bpftool 7.1 has none).
+func Skeletons() (bool, error) {
+	path, err := Path()
+	if err != nil {
+		return false, err
+	}
+	out, err := exec.Command(path, "-j", "version").Output()
+	if err != nil {
+		return false, fmt.Errorf("bpftool -j version: %w", err)
+	}
+	var v struct {
+		Features struct {
+			Skeletons bool `json:"skeletons"`
+		} `json:"features"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		return false, fmt.Errorf("bpftool -j version: decoding: %w", err)
+	}
+	return v.Features.Skeletons, nil
 }
