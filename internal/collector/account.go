@@ -55,7 +55,8 @@ func (c *Collector) endKind(k kernel.Kind) {
 }
 
 // account adds one readable object to the cycle's aggregates.
-func (c *Collector) account(k kernel.Kind, rec *kernel.Record) {
+// maps are the maps rec uses, if it is a program.
+func (c *Collector) account(k kernel.Kind, rec *kernel.Record, maps []uint32) {
 	agg := &c.agg[k]
 	ti := snapshot.TypeIndex(rec.Type)
 	ts := &agg.Types[ti]
@@ -82,4 +83,15 @@ func (c *Collector) account(k kernel.Kind, rec *kernel.Record) {
 			c.ownAgg[k].MemoryBytes += rec.Memory
 		}
 	}
+	c.attribute(k, rec, maps)
+}
+
+// countUnreadable counts an object listed but not read: in its kind, and
+// for its owner, whose objects must sum to the kind's (its memory is
+// unknown, and in no total).
+func (c *Collector) countUnreadable(k kernel.Kind, id uint32) {
+	c.agg[k].Objects++
+	c.agg[k].Unreadable++
+	c.unread = kernel.Record{ID: id}
+	c.attribute(k, &c.unread, nil)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/owner"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
@@ -49,6 +50,9 @@ type Options struct {
 	// OnPublish, if set, is called after each publication, on the cycle's
 	// goroutine: it must not block (exposition.Cache.Notify does not).
 	OnPublish func()
+	// OwnerSource, if set, replaces where the holders of objects are read
+	// from (the holders iterator, or procfs): tests give a fake.
+	OwnerSource owner.Source
 	// LoadIterators loads the BPF iterators in every mode but syscall; tests
 	// replace them with a fake or make them fail. Default: kernel.LoadIterators.
 	LoadIterators func(gate kernel.Gate, procfs string) (kernel.IteratorSource, [kernel.NumKinds]error, error)
@@ -78,6 +82,7 @@ type Collector struct {
 	fallback  kernel.Reader             // fdinfo for map types whose memory the iterator cannot compute
 	own       [kernel.NumKinds][]uint32 // IDs of the agent's own objects, sorted
 	scan      kernel.Record             // the iterator's current record
+	unread    kernel.Record             // an unreadable object's, for its owner
 	resync    [kernel.NumKinds]bool     // ask the iterator for full records next cycle
 	gate      *gate
 	lim       *limiter
@@ -90,6 +95,9 @@ type Collector struct {
 	spare  []kernel.Record // records of untracked objects, one per batch slot
 
 	guard formulaGuard
+	attr  ownership
+	// ownerRank is where the owners are ranked at publication.
+	ownerRank []int32
 
 	// State carried between complete cycles.
 	baseline  bool // a complete cycle has been seen
@@ -153,6 +161,8 @@ func New(opts Options) (*Collector, error) {
 		memory:    opts.MemoryUsage,
 		statsFD:   -1,
 		guard:     newFormulaGuard(),
+		attr:      newOwnership(&cfg),
+		ownerRank: make([]int32, 0, ownersCapacity(&cfg)),
 	}
 	workers := cfg.MaxConcurrentSyscalls
 	c.lim = newLimiter(cfg.MaxSyscallsPerSecond, cfg.Burst(), workers+1)
@@ -162,6 +172,7 @@ func New(opts Options) (*Collector, error) {
 		c.closeSyscalls()
 		return nil, err
 	}
+	c.chooseOwnership(opts)
 	caps := inventory.Capacities(&cfg)
 	for k := range kernel.NumKinds {
 		c.tables[k] = inventory.NewTable(caps[k])
@@ -170,6 +181,7 @@ func New(opts Options) (*Collector, error) {
 	c.spare = make([]kernel.Record, cfg.BatchSize)
 	pool, err := newPool(c.src, workers, c.batch)
 	if err != nil {
+		c.attr.close()
 		c.closeSources()
 		c.closeSyscalls()
 		return nil, err
@@ -205,6 +217,7 @@ func (c *Collector) Close() error {
 		defer c.cycleMu.Unlock()
 		c.closed = true
 		c.pool.stop()
+		c.attr.close()
 		c.closeSources()
 		c.closeSyscalls()
 		if c.statsFD >= 0 {
@@ -287,7 +300,9 @@ func (c *Collector) cycle(ctx context.Context) error {
 	if c.overBudget(true) {
 		return ErrMemoryLimit
 	}
-	for k := range kernel.NumKinds {
+	c.holdersPass()
+	c.attr.edges.Begin()
+	for _, k := range passOrder {
 		var err error
 		if c.byIter[k] {
 			err = c.collectKindIter(ctx, k)
@@ -298,11 +313,14 @@ func (c *Collector) cycle(ctx context.Context) error {
 			for j := range kernel.NumKinds {
 				c.tables[j].Abort()
 			}
+			c.attr.edges.Abort()
 			return err
 		}
+		c.attr.endKind(k)
 	}
 	for k := range kernel.NumKinds {
 		c.tables[k].Commit()
 	}
+	c.attr.edges.Commit()
 	return nil
 }

@@ -28,7 +28,7 @@ func testConfig(t testing.TB) config.Config {
 
 func newFakeCollector(t testing.TB, cfg config.Config, fk *fakeKernel, opts ...func(*Options)) *Collector {
 	t.Helper()
-	o := Options{Config: cfg, Syscalls: fk}
+	o := Options{Config: cfg, Syscalls: fk, OwnerSource: &fakeOwners{}}
 	for _, f := range opts {
 		f(&o)
 	}

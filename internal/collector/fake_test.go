@@ -34,6 +34,8 @@ type fakeObject struct {
 	memory     uint64
 	runTime    uint64
 	runCount   uint64
+	maps       []uint32 // programs: the maps they use
+	prog       uint32   // links: the program they hold
 }
 
 type fakeFD struct {
@@ -152,14 +154,17 @@ func (f *fakeKernel) MapInfo(fd int, info *kernel.MapInfo) error {
 	return nil
 }
 
-func (f *fakeKernel) ProgInfo(fd int, info *kernel.ProgInfo) error {
+func (f *fakeKernel) ProgInfo(fd int, info *kernel.ProgInfo, maps *kernel.UsedMaps) error {
 	f.enter()
 	defer f.exit()
 	h, o, err := f.object(fd)
 	if err != nil {
 		return err
 	}
-	*info = kernel.ProgInfo{ID: h.id, Type: o.typ, RunTimeNs: o.runTime, RunCnt: o.runCount}
+	*info = kernel.ProgInfo{ID: h.id, Type: o.typ, RunTimeNs: o.runTime, RunCnt: o.runCount, NrMapIds: uint32(len(o.maps))}
+	if maps != nil {
+		maps.N = copy(maps.IDs[:], o.maps)
+	}
 	return nil
 }
 
@@ -170,7 +175,7 @@ func (f *fakeKernel) LinkInfo(fd int, info *kernel.LinkInfo) error {
 	if err != nil {
 		return err
 	}
-	*info = kernel.LinkInfo{ID: h.id, Type: o.typ}
+	*info = kernel.LinkInfo{ID: h.id, Type: o.typ, ProgID: o.prog}
 	return nil
 }
 

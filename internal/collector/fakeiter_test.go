@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/owner"
 )
 
 // fakeIters is a kernel.IteratorSource over a fakeKernel, for deterministic
@@ -31,6 +32,7 @@ type fakeIters struct {
 	fullAbove uint32
 	ids       []uint32
 	pos, sent int
+	maps      kernel.UsedMaps // of the last full program record
 	// What the passes asked for, for the tests: each Begin's threshold.
 	passes [kernel.NumKinds][]uint32
 }
@@ -52,6 +54,7 @@ func (f *fakeIters) Own() []kernel.OwnObject         { return nil }
 func (f *fakeIters) End() error                      { f.ids = nil; return nil }
 func (f *fakeIters) Close() error                    { return nil }
 func (f *fakeIters) lastPass(k kernel.Kind) []uint32 { return f.passes[k] }
+func (f *fakeIters) UsedMaps() []uint32              { return f.maps.List() }
 
 func (f *fakeIters) Begin(k kernel.Kind, fullAbove uint32, stats bool) error {
 	f.fk.mu.Lock()
@@ -97,7 +100,7 @@ func (f *fakeIters) Next(rec *kernel.Record) (bool, error) {
 		}
 		f.sent++
 		full := kernel.Record{ID: id, Type: o.typ, Flags: o.flags, KeySize: 4, ValueSize: 8, MaxEntries: 16,
-			Fields: kernel.HasDetails}
+			ProgID: o.prog, Fields: kernel.HasDetails}
 		if f.k != kernel.KindLink {
 			full.Memory = o.memory
 			if f.k == kernel.KindMap {
@@ -105,8 +108,12 @@ func (f *fakeIters) Next(rec *kernel.Record) (bool, error) {
 			}
 			full.Fields |= kernel.HasMemory
 		}
+		f.maps.N = 0
 		if id > f.fullAbove && !f.forceShort[id] {
 			*rec = full
+			if f.k == kernel.KindProg {
+				f.maps.N = copy(f.maps.IDs[:], o.maps)
+			}
 			return true, nil
 		}
 		*rec = kernel.Record{ID: id}
@@ -115,4 +122,46 @@ func (f *fakeIters) Next(rec *kernel.Record) (bool, error) {
 		}
 		return false, nil
 	}
+}
+
+// fakeOwners is an owner.Source over a list of holdings, for the fake
+// collectors: they never read the real kernel's holders.
+type fakeOwners struct {
+	holdings []owner.Holding
+	pos      int
+	in       bool
+	err      error // Begin fails with it
+}
+
+func (f *fakeOwners) Mode() string { return "fake" }
+func (f *fakeOwners) Begin() error {
+	if f.err != nil {
+		return f.err
+	}
+	f.pos, f.in = 0, true
+	return nil
+}
+func (f *fakeOwners) Next(h *owner.Holding) error {
+	if f.pos >= len(f.holdings) {
+		return kernel.ErrEndOfList
+	}
+	*h = f.holdings[f.pos]
+	f.pos++
+	return nil
+}
+func (f *fakeOwners) End() (owner.Pass, error) {
+	f.in = false
+	pids := map[uint32]bool{}
+	for _, h := range f.holdings {
+		pids[h.Process.PID] = true
+	}
+	return owner.Pass{Processes: len(pids)}, nil
+}
+func (f *fakeOwners) Close() error { return nil }
+
+// hold returns a holding of object (k, id) by process pid named comm.
+func hold(k kernel.Kind, id, pid uint32, comm, container, pod string) owner.Holding {
+	h := owner.Holding{Kind: k, ID: id, Process: owner.Process{PID: pid, ContainerID: container, PodUID: pod}}
+	copy(h.Process.Comm[:], comm)
+	return h
 }

@@ -91,11 +91,11 @@ func (f *faultKernel) MapInfo(fd int, info *kernel.MapInfo) error {
 	return f.Syscalls.MapInfo(fd, info)
 }
 
-func (f *faultKernel) ProgInfo(fd int, info *kernel.ProgInfo) error {
+func (f *faultKernel) ProgInfo(fd int, info *kernel.ProgInfo, maps *kernel.UsedMaps) error {
 	if err := f.byFD(kernel.OpInfo, fd); err != nil {
 		return err
 	}
-	return f.Syscalls.ProgInfo(fd, info)
+	return f.Syscalls.ProgInfo(fd, info, maps)
 }
 
 func (f *faultKernel) LinkInfo(fd int, info *kernel.LinkInfo) error {

@@ -49,6 +49,9 @@ func TestKernelFeatures(t *testing.T) {
 			// As root, fdinfo is readable: the map iterator's figures are
 			// checked against it.
 			want[snapshot.FeatureMemoryFormulaCheck] = iter
+			// Holders by the holders iterator, or in syscall mode from
+			// procfs: found either way as root.
+			want[snapshot.FeatureOwnership] = true
 			for f := range snapshot.NumFeatures {
 				if s.Features[f] != want[f] {
 					t.Errorf("feature %s: %v, want %v on %s", f, s.Features[f], want[f], testutil.KernelRelease())

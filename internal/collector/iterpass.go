@@ -27,9 +27,11 @@ func (e errRepass) Error() string { return "a short record of an unknown object"
 // started again, once, with full records from that ID on.
 func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 	fullAbove := c.fullAbove(k)
+	c.attr.save()
 	err := c.iterPass(ctx, k, fullAbove, false)
 	if re, ok := err.(errRepass); ok {
 		c.tables[k].Abort()
+		c.attr.restore()
 		err = c.iterPass(ctx, k, re.from-1, true)
 	}
 	return err
@@ -39,7 +41,7 @@ func (c *Collector) collectKindIter(ctx context.Context, k kernel.Kind) error {
 // short record of an unknown object is counted as unreadable and the next
 // cycle asks for full records.
 func (c *Collector) iterPass(ctx context.Context, k kernel.Kind, fullAbove uint32, last bool) error {
-	t, agg, stats := c.beginKind(k)
+	t, _, stats := c.beginKind(k)
 	if err := c.iters.Begin(k, fullAbove, stats); err != nil {
 		return fmt.Errorf("starting the %s iterator: %w", k, err)
 	}
@@ -84,14 +86,17 @@ func (c *Collector) iterPass(ctx context.Context, k kernel.Kind, fullAbove uint3
 			// on the second pass: the table and the kernel disagree.
 			// Count it; ask for full records next time.
 			c.resync[k] = true
-			agg.Objects++
-			agg.Unreadable++
+			c.countUnreadable(k, id)
 			continue
 		}
 		if k == kernel.KindMap {
 			c.mapMemory(rec, scan, full || prev == nil)
 		}
-		c.account(k, rec)
+		var maps []uint32
+		if k == kernel.KindProg {
+			maps = c.attr.programMaps(id, c.iters.UsedMaps(), full, rec != scan)
+		}
+		c.account(k, rec, maps)
 		if left--; left == 0 {
 			left = len(c.batch)
 			c.snap.Batches++

@@ -70,8 +70,7 @@ func (p *pool) work(start <-chan struct{}, r kernel.Reader) {
 			if i >= p.n {
 				break
 			}
-			j := &p.jobs[i]
-			j.err = r.Read(j.kind, j.id, j.need, j.rec)
+			read(r, &p.jobs[i])
 		}
 		p.done.Done()
 	}
@@ -81,8 +80,7 @@ func (p *pool) work(start <-chan struct{}, r kernel.Reader) {
 func (p *pool) run(n int) {
 	if n == 1 || len(p.start) == 0 {
 		for i := range n {
-			j := &p.jobs[i]
-			j.err = p.inline.Read(j.kind, j.id, j.need, j.rec)
+			read(p.inline, &p.jobs[i])
 		}
 		return
 	}
@@ -105,4 +103,13 @@ func (p *pool) stop() {
 			r.Close()
 		}
 	})
+}
+
+// read runs job j with reader r, and keeps a program's maps with it.
+func read(r kernel.Reader, j *job) {
+	j.err = r.Read(j.kind, j.id, j.need, j.rec)
+	j.maps.N = 0
+	if j.kind == kernel.KindProg {
+		j.maps.N = copy(j.maps.IDs[:], r.UsedMaps())
+	}
 }

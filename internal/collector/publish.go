@@ -58,6 +58,8 @@ func (c *Collector) publish(start time.Time, err error) {
 			s.Kinds[k] = *a
 			s.Own[k] = c.ownAgg[k]
 		}
+		c.publishOwners(&s.Owners, c.cfg.MaxOwners)
+		c.attr.top.publish(&s.Top)
 		c.baseline = true
 		d := end.Sub(start)
 		s.Valid = true

@@ -57,6 +57,16 @@ type job struct {
 	slot  int32 // index in the table being built, or -1 for an untracked object
 	known bool  // rec holds the previous cycle's record
 	err   error
+	maps  kernel.UsedMaps // a program's maps, from a full read (NeedDetails)
+}
+
+// usedMaps returns the maps of the program of job j.
+func (c *Collector) usedMaps(j *job) []uint32 {
+	if j.kind != kernel.KindProg {
+		return nil
+	}
+	full := j.err == nil && j.need&kernel.NeedDetails != 0
+	return c.attr.programMaps(j.id, j.maps.List(), full, j.slot >= 0)
 }
 
 // plan decides what the object id needs: nothing (already tracked, nothing
@@ -79,7 +89,11 @@ func (c *Collector) plan(k kernel.Kind, t *inventory.Table, id uint32, stats boo
 			j.need |= kernel.NeedStats
 		}
 		if j.need == 0 {
-			c.account(k, rec)
+			var maps []uint32
+			if k == kernel.KindProg {
+				maps = c.attr.programMaps(id, nil, false, true)
+			}
+			c.account(k, rec, maps)
 			return false
 		}
 		j.rec, j.slot, j.known = rec, int32(slot), true
@@ -104,19 +118,18 @@ func (c *Collector) collectBatch(k kernel.Kind, t *inventory.Table, from, n int)
 		j := &c.batch[i]
 		switch {
 		case j.err == nil:
-			c.account(k, j.rec)
+			c.account(k, j.rec, c.usedMaps(j))
 			continue
 		case kernel.Gone(j.err):
 			// Released after it was listed: it is not there any more.
 		case j.known:
 			// A refresh failed: the record is still right but for what
 			// changes; the gate counted and logged the failure.
-			c.account(k, j.rec)
+			c.account(k, j.rec, c.usedMaps(j))
 			continue
 		default:
 			// Listed but unreadable: it exists, its details do not.
-			c.agg[k].Objects++
-			c.agg[k].Unreadable++
+			c.countUnreadable(k, j.id)
 		}
 		if j.slot >= 0 {
 			j.rec.ID = 0

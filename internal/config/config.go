@@ -39,6 +39,10 @@ const (
 
 	maxConcurrentSyscalls = 64
 	maxBatchSize          = 100000
+	// MaxOwners and MaxTopK bound the per-owner and per-object series, and
+	// the snapshot's fixed arrays that hold them.
+	MaxOwners = 200
+	MaxTopK   = 50
 	// maxTracked is the kernel's ID space (IDs are positive ints); it also
 	// keeps the table size computation far from overflowing.
 	maxTracked = math.MaxInt32
@@ -60,6 +64,9 @@ const (
 	keyEnableSystemStats     = "enable_system_stats"
 	keyCollectionMode        = "collection_mode"
 	keyHistoryBytes          = "history_bytes"
+	keyMaxOwners             = "max_owners"
+	keyTopK                  = "top_k"
+	keyStatsDutyCycle        = "system_stats_duty_cycle"
 )
 
 // Config is the agent's effective configuration. The zero value is not
@@ -97,6 +104,15 @@ type Config struct {
 	// the status page and /api/v1/history show; 0 turns it off. It counts
 	// within the memory budget, see inventory.CheckBudget.
 	HistoryBytes uint64
+	// MaxOwners is how many holders (comm, container, pod) get series of
+	// their own, the largest by memory; the others are summed into "other".
+	MaxOwners int
+	// TopK is how many maps and programs get series of their own in each
+	// ranking (most memory, fullest, most run time); 0: none.
+	TopK int
+	// SystemStatsDutyCycle is the share of each interval during which
+	// run-time statistics are on (0 < d <= 1), when EnableSystemStats.
+	SystemStatsDutyCycle float64
 }
 
 // Burst returns the rate limiter's burst: SyscallBurst if set, else one
@@ -159,6 +175,15 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize < 1 || c.BatchSize > maxBatchSize {
 		add(keyBatchSize, "must be between 1 and %d, got %d", maxBatchSize, c.BatchSize)
+	}
+	if c.MaxOwners < 0 || c.MaxOwners > MaxOwners {
+		add(keyMaxOwners, "must be between 0 and %d, got %d", MaxOwners, c.MaxOwners)
+	}
+	if c.TopK < 0 || c.TopK > MaxTopK {
+		add(keyTopK, "must be between 0 and %d, got %d", MaxTopK, c.TopK)
+	}
+	if !(c.SystemStatsDutyCycle > 0 && c.SystemStatsDutyCycle <= 1) { // also NaN
+		add(keyStatsDutyCycle, "must be above 0 and at most 1, got %g", c.SystemStatsDutyCycle)
 	}
 	if c.HistoryBytes != 0 && (c.HistoryBytes < MinHistoryBytes || c.HistoryBytes > math.MaxInt32) {
 		add(keyHistoryBytes, "must be 0 (no history) or between %d (64KiB) and %d, got %d", MinHistoryBytes, math.MaxInt32, c.HistoryBytes)

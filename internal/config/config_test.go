@@ -38,6 +38,7 @@ func TestProfiles(t *testing.T) {
 		c.SyscallBurst = 0
 		c.BatchSize = 50
 		c.CollectionMode = "auto"
+		c.SystemStatsDutyCycle = 1
 		return c
 	}
 	want := []Config{
@@ -45,25 +46,25 @@ func TestProfiles(t *testing.T) {
 			Profile:        "production",
 			MaxMemoryBytes: 10 << 20, MaxTrackedMaps: 500, MaxTrackedPrograms: 200, MaxTrackedLinks: 100,
 			CollectionInterval: 60 * time.Second, MaxConcurrentSyscalls: 3, EnableSystemStats: false,
-			HistoryBytes: 256 << 10,
+			HistoryBytes: 256 << 10, MaxOwners: 50, TopK: 10,
 		}),
 		common(Config{
 			Profile:        "high-performance",
 			MaxMemoryBytes: 5 << 20, MaxTrackedMaps: 100, MaxTrackedPrograms: 50, MaxTrackedLinks: 25,
 			CollectionInterval: 120 * time.Second, MaxConcurrentSyscalls: 2, EnableSystemStats: false,
-			HistoryBytes: 64 << 10,
+			HistoryBytes: 64 << 10, MaxOwners: 20, TopK: 5,
 		}),
 		common(Config{
 			Profile:        "high-traffic",
 			MaxMemoryBytes: 5 << 20, MaxTrackedMaps: 50, MaxTrackedPrograms: 25, MaxTrackedLinks: 10,
 			CollectionInterval: 180 * time.Second, MaxConcurrentSyscalls: 1, EnableSystemStats: false,
-			HistoryBytes: 64 << 10,
+			HistoryBytes: 64 << 10, MaxOwners: 10, TopK: 0,
 		}),
 		common(Config{
 			Profile:        "development",
 			MaxMemoryBytes: 20 << 20, MaxTrackedMaps: 1000, MaxTrackedPrograms: 500, MaxTrackedLinks: 200,
 			CollectionInterval: 30 * time.Second, MaxConcurrentSyscalls: 5, EnableSystemStats: true,
-			HistoryBytes: 1 << 20,
+			HistoryBytes: 1 << 20, MaxOwners: 200, TopK: 50,
 		}),
 	}
 
@@ -148,6 +149,9 @@ func TestLoadOverridesOneKey(t *testing.T) {
 		{"collection_mode", "collection_mode: iterator # comment", func(c *Config) { c.CollectionMode = ModeIterator }},
 		{"history_bytes", "history_bytes: 1MiB", func(c *Config) { c.HistoryBytes = 1 << 20 }},
 		{"history_bytes", "history_bytes: 0", func(c *Config) { c.HistoryBytes = 0 }},
+		{"max_owners", "max_owners: 7", func(c *Config) { c.MaxOwners = 7 }},
+		{"top_k", "top_k: 3", func(c *Config) { c.TopK = 3 }},
+		{"system_stats_duty_cycle", "system_stats_duty_cycle: 0.25", func(c *Config) { c.SystemStatsDutyCycle = 0.25 }},
 	}
 	base := mustProfile(t, ProfileProduction)
 	covered := map[string]bool{}
@@ -343,6 +347,15 @@ func TestValidate(t *testing.T) {
 		{"largest batch", func(c *Config) { c.BatchSize = 100000 }, nil},
 		{"batch too large", func(c *Config) { c.BatchSize = 100001 }, []string{"batch_size"}},
 		{"unknown mode", func(c *Config) { c.CollectionMode = "fast" }, []string{"collection_mode", `"fast"`}},
+		{"negative owners", func(c *Config) { c.MaxOwners = -1 }, []string{"max_owners"}},
+		{"too many owners", func(c *Config) { c.MaxOwners = MaxOwners + 1 }, []string{"max_owners", "200"}},
+		{"no owner series", func(c *Config) { c.MaxOwners = 0 }, nil},
+		{"top_k too large", func(c *Config) { c.TopK = MaxTopK + 1 }, []string{"top_k"}},
+		{"no top series", func(c *Config) { c.TopK = 0 }, nil},
+		{"zero duty cycle", func(c *Config) { c.SystemStatsDutyCycle = 0 }, []string{"system_stats_duty_cycle"}},
+		{"duty cycle above 1", func(c *Config) { c.SystemStatsDutyCycle = 1.5 }, []string{"system_stats_duty_cycle"}},
+		{"NaN duty cycle", func(c *Config) { c.SystemStatsDutyCycle = math.NaN() }, []string{"system_stats_duty_cycle"}},
+		{"a tenth of the time", func(c *Config) { c.SystemStatsDutyCycle = 0.1 }, nil},
 		{"empty mode", func(c *Config) { c.CollectionMode = "" }, []string{"collection_mode"}},
 		{"iterator mode", func(c *Config) { c.CollectionMode = ModeIterator }, nil},
 		{"syscall mode", func(c *Config) { c.CollectionMode = ModeSyscall }, nil},
@@ -471,6 +484,9 @@ batch_size: 50
 enable_system_stats: false
 collection_mode: auto
 history_bytes: 262144
+max_owners: 50
+top_k: 10
+system_stats_duty_cycle: 1
 `
 	if got := mustProfile(t, ProfileProduction).String(); got != want {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)

@@ -41,6 +41,9 @@ func (c *Config) fields() []field {
 		{keyEnableSystemStats, &c.EnableSystemStats},
 		{keyCollectionMode, &c.CollectionMode},
 		{keyHistoryBytes, &c.HistoryBytes},
+		{keyMaxOwners, &c.MaxOwners},
+		{keyTopK, &c.TopK},
+		{keyStatsDutyCycle, &c.SystemStatsDutyCycle},
 	}
 }
 

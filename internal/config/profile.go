@@ -46,6 +46,7 @@ func ForProfile(name string) (Config, error) {
 		SyscallBurst:         0, // ceil(MaxSyscallsPerSecond)
 		BatchSize:            50,
 		CollectionMode:       ModeAuto,
+		SystemStatsDutyCycle: 1,
 	}
 	switch name {
 	case ProfileHighPerformance:
@@ -54,18 +55,21 @@ func ForProfile(name string) (Config, error) {
 		c.CollectionInterval = 120 * time.Second
 		c.MaxConcurrentSyscalls = 2
 		c.HistoryBytes = 64 << 10
+		c.MaxOwners, c.TopK = 20, 5
 	case ProfileProduction:
 		c.MaxMemoryBytes = 10 << 20
 		c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = 500, 200, 100
 		c.CollectionInterval = 60 * time.Second
 		c.MaxConcurrentSyscalls = 3
 		c.HistoryBytes = 256 << 10
+		c.MaxOwners, c.TopK = 50, 10
 	case ProfileHighTraffic:
 		c.MaxMemoryBytes = 5 << 20
 		c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = 50, 25, 10
 		c.CollectionInterval = 180 * time.Second
 		c.MaxConcurrentSyscalls = 1
 		c.HistoryBytes = 64 << 10
+		c.MaxOwners, c.TopK = 10, 0
 	case ProfileDevelopment:
 		c.MaxMemoryBytes = 20 << 20
 		c.MaxTrackedMaps, c.MaxTrackedPrograms, c.MaxTrackedLinks = 1000, 500, 200
@@ -73,6 +77,7 @@ func ForProfile(name string) (Config, error) {
 		c.MaxConcurrentSyscalls = 5
 		c.EnableSystemStats = true
 		c.HistoryBytes = 1 << 20
+		c.MaxOwners, c.TopK = 200, 50
 	default:
 		return Config{}, errUnknownProfile(name)
 	}

@@ -98,6 +98,8 @@ type snapshotCollector struct {
 	rateLimitWait             *prometheus.Desc
 	duration                  *prometheus.Desc
 	lastSuccess, lastDuration *prometheus.Desc
+
+	owners ownerMetrics
 }
 
 // metricDef is one descriptor: where it goes, its name without the
@@ -170,6 +172,7 @@ func NewMetrics(pub *snapshot.Publisher, namespace string) prometheus.Collector 
 				fmt.Sprintf("Kernel memory of the eBPF %ss of each %s type (the kernel's memlock figure).", k, k), labels})
 		}
 	}
+	defs = append(defs, c.owners.defs()...)
 	ns := namespaceOrDefault(namespace)
 	for _, d := range defs {
 		*d.desc = prometheus.NewDesc(prometheus.BuildFQName(ns, "", d.name), d.help, d.labels, nil)
@@ -245,6 +248,7 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 		c.collectTypes(ch, &s, k)
 	}
 	gauge(ch, c.totalMemory, float64(total))
+	c.owners.collect(ch, &s, &c.kindNames)
 }
 
 // collectTypes sends the per-type series of kind k: one per type ever seen.

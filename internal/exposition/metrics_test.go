@@ -59,6 +59,30 @@ func testSnapshot() *snapshot.Snapshot {
 	s.Features[snapshot.FeatureElementCounts] = true
 	s.Features[snapshot.FeatureRunTimeStats] = true
 	s.Features[snapshot.FeatureMemoryFormulaCheck] = true
+	s.Features[snapshot.FeatureOwnership] = true
+	s.Owners = snapshot.Owners{N: 2, Processes: 3, CgroupUnknown: 1, OtherOwners: 1}
+	setOwner := func(w *snapshot.Owner, comm, container, pod string, maps, progs, links, memory, runNs uint64) {
+		copy(w.Comm[:], comm)
+		copy(w.ContainerID[:], container)
+		copy(w.PodUID[:], pod)
+		w.Objects = [kernel.NumKinds]uint64{maps, progs, links}
+		w.MemoryBytes, w.RunTimeNs, w.RunCount = memory, runNs, runNs/100
+	}
+	setOwner(&s.Owners.Rows[0], "cilium-agent", "5c1a0f3e9b8d7c6a5f4e3d2c1b0a99887766554433221100ffeeddccbbaa9988", "3f0d9c2e-1b4a-4c5d-8e6f-7a8b9c0d1e2f", 2, 1, 1, 5632, 1_500_000_000)
+	setOwner(&s.Owners.Rows[1], "ebpf-metrics", "", "", 1, 1, 1, 4096, 0)
+	setOwner(&s.Owners.Other, "", "", "", 0, 1, 0, 0, 500_000)
+	setOwner(&s.Owners.None, "", "", "", 0, 0, 1, 0, 0)
+	top := func(x *snapshot.TopObject, id, typ uint32, name, owner string, memory, elements, maxEntries, runNs uint64) {
+		*x = snapshot.TopObject{ID: id, Type: typ, MemoryBytes: memory, Elements: elements, MaxEntries: maxEntries,
+			RunTimeNs: runNs, RunCount: runNs / 100}
+		copy(x.Name[:], name)
+		copy(x.Owner[:], owner)
+	}
+	top(&s.Top.Memory[0], 12, uint32(kernel.MapTypeHash), "cilium_ct4", "cilium-agent", 1024, 60, 64, 0)
+	top(&s.Top.Memory[1], 7, uint32(kernel.MapTypeArray), "t_array", "ebpf-metrics", 512, 0, 0, 0)
+	top(&s.Top.Fill[0], 12, uint32(kernel.MapTypeHash), "cilium_ct4", "cilium-agent", 1024, 60, 64, 0)
+	top(&s.Top.RunTime[0], 33, uint32(kernel.ProgTypeSchedCls), "cil_from_netdev", "cilium-agent", 4096, 0, 0, 1_500_000_000)
+	s.Top.N = [3]int{2, 1, 1}
 	s.FormulaMismatches[snapshot.TypeIndex(uint32(kernel.MapTypeArray))] = 1
 	s.Own[kernel.KindProg] = snapshot.OwnStats{Objects: 1, MemoryBytes: 4096}
 	s.Own[kernel.KindLink] = snapshot.OwnStats{Objects: 1}
@@ -163,6 +187,8 @@ odigos_ebpf_collection_errors_total{op="get_next_id"} 0
 odigos_ebpf_collection_errors_total{op="iter_create"} 0
 odigos_ebpf_collection_errors_total{op="iter_read"} 0
 odigos_ebpf_collection_errors_total{op="obj_get_info"} 0
+odigos_ebpf_collection_errors_total{op="procfs_read"} 0
+odigos_ebpf_collection_errors_total{op="procfs_readlink"} 0
 # HELP odigos_ebpf_collection_mode Always 1: how each kind of object is read from the kernel (mode: iterator or syscall).
 # TYPE odigos_ebpf_collection_mode gauge
 odigos_ebpf_collection_mode{mode="iterator",type="map"} 1
@@ -246,6 +272,9 @@ var allMetricNames = []string{
 	"odigos_ebpf_collector_memory_budget_bytes",
 	"odigos_ebpf_collector_memory_usage_bytes",
 	"odigos_ebpf_feature_enabled",
+	"odigos_ebpf_holder_processes",
+	"odigos_ebpf_holder_processes_cgroup_unknown",
+	"odigos_ebpf_holder_processes_unreadable",
 	"odigos_ebpf_last_collection_duration_seconds",
 	"odigos_ebpf_last_success_timestamp_seconds",
 	"odigos_ebpf_link_objects",
@@ -262,12 +291,22 @@ var allMetricNames = []string{
 	"odigos_ebpf_objects_removed_total",
 	"odigos_ebpf_own_memory_bytes",
 	"odigos_ebpf_own_objects",
+	"odigos_ebpf_owner_attribution_lost",
+	"odigos_ebpf_owner_memory_bytes",
+	"odigos_ebpf_owner_objects",
+	"odigos_ebpf_owner_program_run_time_seconds_total",
 	"odigos_ebpf_program_memory_bytes",
 	"odigos_ebpf_program_objects",
 	"odigos_ebpf_program_run_time_seconds",
 	"odigos_ebpf_program_runs",
 	"odigos_ebpf_syscalls_total",
 	"odigos_ebpf_system_stats_enabled",
+	"odigos_ebpf_top_map_elements",
+	"odigos_ebpf_top_map_fill_ratio",
+	"odigos_ebpf_top_map_max_entries",
+	"odigos_ebpf_top_map_memory_bytes",
+	"odigos_ebpf_top_program_run_count_total",
+	"odigos_ebpf_top_program_run_time_seconds_total",
 	"odigos_ebpf_total_memory_bytes",
 	"odigos_ebpf_tracked_capacity",
 	"odigos_ebpf_tracked_objects",
@@ -325,6 +364,8 @@ odigos_ebpf_syscalls_total{op="get_next_id"} 7
 odigos_ebpf_syscalls_total{op="iter_create"} 0
 odigos_ebpf_syscalls_total{op="iter_read"} 0
 odigos_ebpf_syscalls_total{op="obj_get_info"} 0
+odigos_ebpf_syscalls_total{op="procfs_read"} 0
+odigos_ebpf_syscalls_total{op="procfs_readlink"} 0
 `
 	err := testutil.CollectAndCompare(c, strings.NewReader(want),
 		"odigos_ebpf_collection_active", "odigos_ebpf_collector_memory_usage_bytes",

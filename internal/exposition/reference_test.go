@@ -212,13 +212,25 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		otlpPush     = "with OTLP push"
 		history      = "with history"
 		historyCycle = "with history, after a cycle"
+		owners       = "with ownership"
+		ownersStats  = "with ownership and system stats"
+		ranks        = "with top_k"
+		ranksElems   = "with top_k and element counts"
+		ranksStats   = "with top_k and system stats"
 	)
-	presents := []string{always, cycle, stats, elements, formula, history, historyCycle}
+	presents := []string{always, cycle, stats, elements, formula, history, historyCycle, owners, ownersStats, ranks, ranksElems, ranksStats}
 	beforeCycle := &snapshot.Snapshot{Active: true, Mode: [kernel.NumKinds]string{"syscall", "syscall", "syscall"}}
-	only := func(stats, elements, formula bool) *snapshot.Snapshot {
+	type on struct{ stats, elements, formula, owners, ranks bool }
+	only := func(f on) *snapshot.Snapshot {
 		s := testSnapshot()
-		s.SystemStats, s.ElementCounts = stats, elements
-		s.Features[snapshot.FeatureMemoryFormulaCheck] = formula
+		s.SystemStats, s.ElementCounts = f.stats, f.elements
+		s.Features[snapshot.FeatureMemoryFormulaCheck] = f.formula
+		s.Features[snapshot.FeatureOwnership] = f.owners
+		if !f.ranks {
+			s.Top = snapshot.Top{}
+		} else if !f.elements {
+			s.Top.N[1] = 0 // the fill ranking needs element counts
+		}
 		return s
 	}
 
@@ -229,12 +241,17 @@ func checkPresence(t *testing.T, documented map[string]agenttest.MetricRef) {
 		want    []string             // the values of the present column whose metrics are sent
 	}{
 		{"before the first cycle", beforeCycle, nil, []string{always}},
-		{"after a cycle", only(false, false, false), nil, []string{always, cycle}},
-		{"with system stats", only(true, false, false), nil, []string{always, cycle, stats}},
-		{"with element counts", only(false, true, false), nil, []string{always, cycle, elements}},
-		{"with the formula check", only(false, false, true), nil, []string{always, cycle, formula}},
+		{"after a cycle", only(on{}), nil, []string{always, cycle}},
+		{"with system stats", only(on{stats: true}), nil, []string{always, cycle, stats}},
+		{"with element counts", only(on{elements: true}), nil, []string{always, cycle, elements}},
+		{"with the formula check", only(on{formula: true}), nil, []string{always, cycle, formula}},
+		{"with ownership", only(on{owners: true}), nil, []string{always, cycle, owners}},
+		{"with ownership and stats", only(on{owners: true, stats: true}), nil, []string{always, cycle, stats, owners, ownersStats}},
+		{"with rankings", only(on{ranks: true}), nil, []string{always, cycle, ranks}},
+		{"with rankings and element counts", only(on{ranks: true, elements: true}), nil, []string{always, cycle, elements, ranks, ranksElems}},
+		{"with rankings and stats", only(on{ranks: true, stats: true}), nil, []string{always, cycle, stats, ranks, ranksStats}},
 		{"with history, before the first cycle", beforeCycle, historyMetrics(t, false), []string{always, history}},
-		{"with history, after a cycle", only(false, false, false), historyMetrics(t, true), []string{always, cycle, history, historyCycle}},
+		{"with history, after a cycle", only(on{}), historyMetrics(t, true), []string{always, cycle, history, historyCycle}},
 	} {
 		cs := []prometheus.Collector{NewMetrics(publish(tc.s), "")}
 		if tc.history != nil {

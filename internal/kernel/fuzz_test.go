@@ -321,7 +321,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		for n := 0; n <= min(len(stream), progRecordFull+8); n++ {
 			b := append(make([]byte, 0, n), stream[:n]...)
 			var got Record
-			gotFull, gotErr := decodeRecord(k, b, stats, &got)
+			gotFull, gotErr := decodeRecord(k, b, stats, &got, nil)
 			want, wantFull, wantErr := refDecodeRecord(k, b, stats)
 			if got != want || gotFull != wantFull || gotErr != wantErr {
 				t.Fatalf("decodeRecord(%s, %x, stats %v) = %+v, %v, %v; want %+v, %v, %v",

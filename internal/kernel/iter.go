@@ -1,6 +1,6 @@
 package kernel
 
-//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type map_record -type prog_record -type link_record iter bpf/iter.bpf.c
+//go:generate go run github.com/cilium/ebpf/cmd/bpf2go -cc clang -cflags "-O2 -g -Wall -Werror" -target bpfel -type map_record -type prog_record -type prog_maps -type link_record iter bpf/iter.bpf.c
 
 import (
 	"errors"
@@ -32,6 +32,7 @@ type Iterators struct {
 	stats    bool // the pass in progress reads statistics
 
 	// The pass in progress.
+	maps  UsedMaps // of the last full program record
 	cur   *iterKind
 	ck    Kind
 	fd    int
@@ -221,6 +222,10 @@ func (ik *iterKind) close() {
 	}
 }
 
+// UsedMaps returns the maps of the program of the last full record Next
+// gave, until the next Next.
+func (it *Iterators) UsedMaps() []uint32 { return it.maps.List() }
+
 // Available reports whether kind k is read by an iterator.
 func (it *Iterators) Available(k Kind) bool { return it.kinds[k] != nil }
 
@@ -316,7 +321,8 @@ func (it *Iterators) Next(rec *Record) (full bool, err error) {
 			if n >= size {
 				b := it.buf[it.start : it.start+size]
 				it.start += size
-				return decodeRecord(it.ck, b, it.stats, rec)
+				it.maps.N = 0
+				return decodeRecord(it.ck, b, it.stats, rec, &it.maps)
 			}
 		}
 		if it.eof {

@@ -44,6 +44,12 @@ type iterMapRecord struct {
 	Name       [16]int8
 }
 
+type iterProgMaps struct {
+	_   structs.HostLayout
+	N   uint32
+	Ids [64]uint32
+}
+
 type iterProgRecord struct {
 	_ structs.HostLayout
 	H struct {
@@ -77,6 +83,7 @@ const (
 	iterVarPageSize         = "page_size"
 	iterVarUnusedLinkRecord = "unused_link_record"
 	iterVarUnusedMapRecord  = "unused_map_record"
+	iterVarUnusedProgMaps   = "unused_prog_maps"
 	iterVarUnusedProgRecord = "unused_prog_record"
 	iterVarWantStats        = "want_stats"
 )
@@ -146,6 +153,7 @@ type iterVariableSpecs struct {
 	PageSize         *ebpf.VariableSpec `ebpf:"page_size"`
 	UnusedLinkRecord *ebpf.VariableSpec `ebpf:"unused_link_record"`
 	UnusedMapRecord  *ebpf.VariableSpec `ebpf:"unused_map_record"`
+	UnusedProgMaps   *ebpf.VariableSpec `ebpf:"unused_prog_maps"`
 	UnusedProgRecord *ebpf.VariableSpec `ebpf:"unused_prog_record"`
 	WantStats        *ebpf.VariableSpec `ebpf:"want_stats"`
 }
@@ -190,6 +198,7 @@ type iterVariables struct {
 	PageSize         *ebpf.Variable `ebpf:"page_size"`
 	UnusedLinkRecord *ebpf.Variable `ebpf:"unused_link_record"`
 	UnusedMapRecord  *ebpf.Variable `ebpf:"unused_map_record"`
+	UnusedProgMaps   *ebpf.Variable `ebpf:"unused_prog_maps"`
 	UnusedProgRecord *ebpf.Variable `ebpf:"unused_prog_record"`
 	WantStats        *ebpf.Variable `ebpf:"want_stats"`
 }

@@ -16,7 +16,10 @@ var errShortRecord = errors.New("malformed iterator record")
 // included. It reads nothing outside b: the record is copied into a zeroed
 // layout of its kind (a short record is a prefix of it), and b shorter than
 // a header is malformed.
-func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
+//
+// A full program record is followed by the IDs of the maps the program
+// uses; with maps not nil they are read into it (IDs of 0 left out).
+func decodeRecord(k Kind, b []byte, stats bool, rec *Record, maps *UsedMaps) (bool, error) {
 	if len(b) < recordHeaderSize {
 		return false, errShortRecord
 	}
@@ -67,6 +70,9 @@ func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
 		rec.Tag = r.Tag
 		rec.Name = *(*[16]byte)(unsafe.Pointer(&r.Name))
 		rec.Fields |= HasDetails | HasMemory
+		if maps != nil {
+			decodeUsedMaps(b[unsafe.Sizeof(r):], maps)
+		}
 		return true, nil
 	case KindLink:
 		var r iterLinkRecord
@@ -85,6 +91,21 @@ func decodeRecord(k Kind, b []byte, stats bool, rec *Record) (bool, error) {
 		return true, nil
 	}
 	return false, errShortRecord
+}
+
+// decodeUsedMaps reads the tail of a full program record: a count and that
+// many map IDs, as far as b holds them.
+func decodeUsedMaps(b []byte, maps *UsedMaps) {
+	var m iterProgMaps
+	loadRecord(unsafe.Pointer(&m), unsafe.Sizeof(m), b)
+	n := min(int(m.N), MaxUsedMaps, max(len(b)-4, 0)/4)
+	maps.N = 0
+	for _, id := range m.Ids[:n] {
+		if id != 0 {
+			maps.IDs[maps.N] = id
+			maps.N++
+		}
+	}
 }
 
 // loadRecord copies b into the record layout of size bytes at dst: what b

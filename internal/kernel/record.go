@@ -39,6 +39,22 @@ type Record struct {
 	Elements uint64
 }
 
+// MaxUsedMaps is how many maps a program can use (the kernel's
+// MAX_USED_MAPS).
+const MaxUsedMaps = 64
+
+// UsedMaps are the IDs of the maps a program uses, as a full read of the
+// program gives them: what ties a map that no process holds to the holder
+// of a program that uses it. Outside Records, which stay small: only the
+// programs' reads fill one.
+type UsedMaps struct {
+	N   int
+	IDs [MaxUsedMaps]uint32
+}
+
+// List returns the IDs.
+func (u *UsedMaps) List() []uint32 { return u.IDs[:u.N] }
+
 // Fields is the set of Record fields that a read filled.
 type Fields uint16
 

@@ -20,6 +20,9 @@ type Reader interface {
 	// k with ID id. An error for which Gone is true means the object was
 	// released since it was listed.
 	Read(k Kind, id uint32, need Need, rec *Record) error
+	// UsedMaps returns the IDs of the maps used by the program that the
+	// last Read read in full (NeedDetails), until the next Read.
+	UsedMaps() []uint32
 	// Close releases what the Reader holds open.
 	Close() error
 }
@@ -37,6 +40,9 @@ type IteratorSource interface {
 	// Next fills rec with the next object of the pass and reports whether
 	// the record is full; ErrEndOfList after the last one.
 	Next(rec *Record) (full bool, err error)
+	// UsedMaps returns the IDs of the maps used by the program of the last
+	// full record Next gave, until the next Next.
+	UsedMaps() []uint32
 	// End finishes the pass in progress, if any.
 	End() error
 	// ElementCounts reports whether map records carry element counts.
@@ -65,10 +71,13 @@ const (
 	OpEnableStats           // BPF_ENABLE_STATS
 	OpIterCreate            // BPF_ITER_CREATE
 	OpIterRead              // read() of an iterator
+	OpProcfsRead            // open, read (or list), close of another process's file in procfs
+	OpProcfsLink            // readlink of another process's descriptor in procfs
 	NumOps
 )
 
-var opNames = [NumOps]string{"get_next_id", "get_fd_by_id", "obj_get_info", "fdinfo", "close", "enable_stats", "iter_create", "iter_read"}
+var opNames = [NumOps]string{"get_next_id", "get_fd_by_id", "obj_get_info", "fdinfo", "close", "enable_stats", "iter_create", "iter_read",
+	"procfs_read", "procfs_readlink"}
 
 // String returns the label value used in metrics.
 func (o Op) String() string {
@@ -80,7 +89,7 @@ func (o Op) String() string {
 
 // Calls is the number of system calls one operation makes.
 func (o Op) Calls() int {
-	if o == OpFDInfo {
+	if o == OpFDInfo || o == OpProcfsRead {
 		return 3
 	}
 	return 1

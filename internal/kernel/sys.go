@@ -65,8 +65,11 @@ var kindNames = [NumKinds]string{"map", "program", "link"}
 
 // String returns the label value used in metrics: map, program or link.
 func (k Kind) String() string {
-	if k < NumKinds {
+	switch {
+	case k < NumKinds:
 		return kindNames[k]
+	case k == NumKinds:
+		return "holders" // a pass over every kind: the holders of objects
 	}
 	return "unknown"
 }
@@ -118,9 +121,23 @@ func MapInfoByFD(fd int, info *MapInfo) error {
 }
 
 // ProgInfoByFD fills info for the program fd. info must be heap memory.
-func ProgInfoByFD(fd int, info *ProgInfo) error {
+// With maps not nil, the IDs of the maps the program uses are read into it
+// too; maps must be heap memory.
+func ProgInfoByFD(fd int, info *ProgInfo, maps *UsedMaps) error {
 	*info = ProgInfo{}
-	return objInfo(fd, unsafe.Pointer(info), unsafe.Sizeof(*info))
+	if maps != nil {
+		info.NrMapIds = MaxUsedMaps
+		info.MapIds = uint64(uintptr(unsafe.Pointer(&maps.IDs[0])))
+	}
+	err := objInfo(fd, unsafe.Pointer(info), unsafe.Sizeof(*info))
+	runtime.KeepAlive(maps)
+	if maps != nil {
+		maps.N = 0
+		if err == nil {
+			maps.N = int(min(info.NrMapIds, MaxUsedMaps))
+		}
+	}
+	return err
 }
 
 // LinkInfoByFD fills info for the link fd. info must be heap memory.

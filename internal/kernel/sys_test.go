@@ -131,7 +131,7 @@ func TestProgAndLinkInfo(t *testing.T) {
 	}
 	defer Close(fd)
 	var pi ProgInfo
-	if err := ProgInfoByFD(fd, &pi); err != nil {
+	if err := ProgInfoByFD(fd, &pi, nil); err != nil {
 		t.Fatal(err)
 	}
 	if ProgType(pi.Type) != ProgTypeSocketFilter || pi.ID != uint32(id) || TypeName(KindProg, pi.Type) != "socket_filter" {

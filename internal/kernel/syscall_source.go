@@ -9,7 +9,7 @@ type Syscalls interface {
 	NextID(k Kind, after uint32) (uint32, error)
 	FDByID(k Kind, id uint32) (int, error)
 	MapInfo(fd int, info *MapInfo) error
-	ProgInfo(fd int, info *ProgInfo) error
+	ProgInfo(fd int, info *ProgInfo, maps *UsedMaps) error
 	LinkInfo(fd int, info *LinkInfo) error
 	FDInfo(r *FDInfoReader, fd int, out *FDInfo) error
 	Close(fd int) error
@@ -18,10 +18,12 @@ type Syscalls interface {
 // Sys is the real kernel.
 type Sys struct{}
 
-func (Sys) NextID(k Kind, after uint32) (uint32, error)       { return NextID(k, after) }
-func (Sys) FDByID(k Kind, id uint32) (int, error)             { return FDByID(k, id) }
-func (Sys) MapInfo(fd int, info *MapInfo) error               { return MapInfoByFD(fd, info) }
-func (Sys) ProgInfo(fd int, info *ProgInfo) error             { return ProgInfoByFD(fd, info) }
+func (Sys) NextID(k Kind, after uint32) (uint32, error) { return NextID(k, after) }
+func (Sys) FDByID(k Kind, id uint32) (int, error)       { return FDByID(k, id) }
+func (Sys) MapInfo(fd int, info *MapInfo) error         { return MapInfoByFD(fd, info) }
+func (Sys) ProgInfo(fd int, info *ProgInfo, maps *UsedMaps) error {
+	return ProgInfoByFD(fd, info, maps)
+}
 func (Sys) LinkInfo(fd int, info *LinkInfo) error             { return LinkInfoByFD(fd, info) }
 func (Sys) FDInfo(r *FDInfoReader, fd int, out *FDInfo) error { return r.Read(fd, out) }
 func (Sys) Close(fd int) error                                { return Close(fd) }
@@ -99,6 +101,7 @@ type syscallReader struct {
 	src    *SyscallSource
 	fdinfo *FDInfoReader
 	fd     int // the fd the last OpGetFD opened
+	maps   UsedMaps
 	fi     FDInfo
 	mi     MapInfo
 	pi     ProgInfo
@@ -144,7 +147,7 @@ func (r *syscallReader) call(op Op, k Kind, arg int) error {
 		case KindMap:
 			return s.MapInfo(arg, &r.mi)
 		case KindProg:
-			return s.ProgInfo(arg, &r.pi)
+			return s.ProgInfo(arg, &r.pi, &r.maps)
 		default:
 			return s.LinkInfo(arg, &r.li)
 		}
@@ -154,7 +157,12 @@ func (r *syscallReader) call(op Op, k Kind, arg int) error {
 	return ErrMismatch
 }
 
+// UsedMaps returns the maps of the program the last Read read in full
+// (NeedDetails); nothing after any other read.
+func (r *syscallReader) UsedMaps() []uint32 { return r.maps.List() }
+
 func (r *syscallReader) Read(k Kind, id uint32, need Need, rec *Record) error {
+	r.maps.N = 0
 	if err := r.do(OpGetFD, k, id, int(id)); err != nil {
 		return err
 	}

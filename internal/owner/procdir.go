@@ -12,10 +12,8 @@ import (
 // procDir reads under procfs through a descriptor of its root and buffers
 // it owns: paths are built in place, NUL-terminated, and the system calls
 // are made raw, so that reading allocates nothing. Each open, read and
-// close, each directory listing, and each readlink is admitted by the gate
-// as one kernel.OpFDInfo (whose three calls a readlink over-counts: the
-// gate knows no cheaper operation, and erring that way only slows a rate-
-// limited pass).
+// close, and each directory listing, is admitted by the gate as one
+// kernel.OpProcfsRead; each readlink as one kernel.OpProcfsLink.
 type procDir struct {
 	fd   int
 	gate kernel.Gate
@@ -81,11 +79,11 @@ func (d *procDir) openat(flags int) (int, error) {
 // read returns the contents of the file at the path, up to the buffer's
 // size (/proc files of one record are read whole by one read).
 func (d *procDir) read(k kernel.Kind) ([]byte, error) {
-	if err := d.gate.Acquire(kernel.OpFDInfo); err != nil {
+	if err := d.gate.Acquire(kernel.OpProcfsRead); err != nil {
 		return nil, err
 	}
 	b, err := d.readRaw()
-	d.gate.Release(kernel.OpFDInfo, k, 0, err)
+	d.gate.Release(kernel.OpProcfsRead, k, 0, failure(err))
 	return b, err
 }
 
@@ -102,9 +100,20 @@ func (d *procDir) readRaw() ([]byte, error) {
 	return d.buf[:n], nil
 }
 
+// failure is err as the gate counts it: a process or a descriptor that went
+// between its listing and its reading is none (it is not there any more),
+// nor a process the agent may not read (counted as such: Pass.Unreadable).
+func failure(err error) error {
+	switch err {
+	case unix.ENOENT, unix.ESRCH, unix.EACCES, unix.EPERM:
+		return nil
+	}
+	return err
+}
+
 // readlink returns the target of the symbolic link at the path, into dst.
 func (d *procDir) readlink(dst []byte, k kernel.Kind) ([]byte, error) {
-	if err := d.gate.Acquire(kernel.OpFDInfo); err != nil {
+	if err := d.gate.Acquire(kernel.OpProcfsLink); err != nil {
 		return nil, err
 	}
 	n, _, errno := unix.Syscall6(unix.SYS_READLINKAT, uintptr(d.fd), uintptr(unsafe.Pointer(&d.path[0])),
@@ -113,7 +122,7 @@ func (d *procDir) readlink(dst []byte, k kernel.Kind) ([]byte, error) {
 	if errno != 0 {
 		err = errno
 	}
-	d.gate.Release(kernel.OpFDInfo, k, 0, err)
+	d.gate.Release(kernel.OpProcfsLink, k, 0, failure(err))
 	if err != nil {
 		return nil, err
 	}
@@ -123,11 +132,11 @@ func (d *procDir) readlink(dst []byte, k kernel.Kind) ([]byte, error) {
 // listNumbers appends to list the names of the directory at the path that
 // are decimal numbers (PIDs in procfs, descriptors in fd/).
 func (d *procDir) listNumbers(list []uint32) ([]uint32, error) {
-	if err := d.gate.Acquire(kernel.OpFDInfo); err != nil {
+	if err := d.gate.Acquire(kernel.OpProcfsRead); err != nil {
 		return list, err
 	}
 	list, err := d.listRaw(list)
-	d.gate.Release(kernel.OpFDInfo, kernel.NumKinds, 0, err)
+	d.gate.Release(kernel.OpProcfsRead, kernel.NumKinds, 0, failure(err))
 	return list, err
 }
 

@@ -135,7 +135,7 @@ func TestIterFindsHolderContainerAndPod(t *testing.T) {
 					t.Errorf("pass %+v: want the holder and this process, every cgroup known", pass)
 				}
 				// With the cgroups read in the kernel, no procfs file is.
-				if reads := g.calls[kernel.OpFDInfo]; kernelCgroups && reads != 0 || !kernelCgroups && reads == 0 {
+				if reads := g.calls[kernel.OpProcfsRead]; kernelCgroups && reads != 0 || !kernelCgroups && reads == 0 {
 					t.Errorf("kernel cgroups %v: %d procfs reads", kernelCgroups, reads)
 				}
 				// The agent's own iterator, held by this process.

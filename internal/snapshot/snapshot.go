@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 )
 
@@ -84,6 +85,11 @@ type Snapshot struct {
 	// Own holds the objects the agent itself loaded (its iterator programs,
 	// links and their maps), which Kinds counts like all others.
 	Own [kernel.NumKinds]OwnStats
+	// Owners is who holds the objects of the last complete cycle; Top, the
+	// largest, fullest and hottest of them.
+	Owners Owners
+	Top    Top
+
 	// FormulaMismatches counts, by map type slot, the confirmed
 	// disagreements between the map iterator's memory and fdinfo's memlock;
 	// after one, that type's memory is read from fdinfo.
@@ -116,6 +122,70 @@ type OwnStats struct {
 	MemoryBytes uint64
 }
 
+// MaxOwners and MaxTopK bound the rows of Owners and Top: config.MaxOwners
+// and config.MaxTopK.
+const (
+	MaxOwners = config.MaxOwners
+	MaxTopK   = config.MaxTopK
+)
+
+// Owner is one owner's row: a process's comm, container and pod, and what
+// the objects attributed to it amount to. An object goes to the process
+// holding a file descriptor of it with the lowest PID; an object no process
+// holds goes to the holder of an object that refers to it (a map, to a
+// program that uses it; a program, to a link of it), if any.
+type Owner struct {
+	Comm        [16]byte // NUL-padded; "" for the objects no one holds
+	ContainerID [64]byte // NUL-padded; "" for a host process
+	PodUID      [36]byte
+	Objects     [kernel.NumKinds]uint64
+	MemoryBytes uint64
+	RunTimeNs   uint64 // with run-time statistics
+	RunCount    uint64
+}
+
+// Owners is the owners of the last complete cycle: the largest by memory
+// in Rows, the rest summed into Other, and the objects no one holds in
+// None. Rows, Other and None sum to the kinds' totals exactly.
+type Owners struct {
+	N     int // rows in use
+	Rows  [MaxOwners]Owner
+	Other Owner
+	None  Owner
+	// OtherOwners is how many owners Other sums.
+	OtherOwners uint64
+	// Processes is the number of processes holding an eBPF file
+	// descriptor; Unreadable, those whose descriptors could not be read
+	// (syscall mode without the privilege to); CgroupUnknown, holders whose
+	// cgroup could not be read (their container and pod are "").
+	Processes, Unreadable, CgroupUnknown uint64
+	// Lost counts what did not fit the agent's fixed tables this cycle
+	// (holdings, programs' maps, owners): those objects went to Other.
+	Lost uint64
+}
+
+// TopObject is one map or program of a ranking.
+type TopObject struct {
+	ID          uint32
+	Type        uint32
+	Name        [16]byte
+	Owner       [16]byte // the comm of its owner, as in Owners
+	ContainerID [64]byte
+	MemoryBytes uint64
+	Elements    uint64 // maps with an element count
+	MaxEntries  uint64
+	RunTimeNs   uint64 // programs, with run-time statistics
+	RunCount    uint64
+}
+
+// Top is, for each ranking, the top_k objects, greatest first.
+type Top struct {
+	Memory  [MaxTopK]TopObject // maps with the most memory
+	Fill    [MaxTopK]TopObject // maps with the greatest elements / max_entries
+	RunTime [MaxTopK]TopObject // programs with the most run time
+	N       [3]int             // entries in Memory, Fill, RunTime
+}
+
 // Feature is an optional capability of the collection.
 type Feature int
 
@@ -128,11 +198,14 @@ const (
 	// FeatureMemoryFormulaCheck: the map iterator's memory figures are
 	// checked against fdinfo, a few maps per cycle (needs CAP_SYS_ADMIN).
 	FeatureMemoryFormulaCheck
+	// FeatureOwnership: the holders of objects are found (by the holders
+	// iterator, or in syscall mode by reading procfs).
+	FeatureOwnership
 	NumFeatures
 )
 
 var featureNames = [NumFeatures]string{"map_iterator", "program_iterator", "link_iterator", "element_counts", "run_time_stats",
-	"memory_formula_check"}
+	"memory_formula_check", "ownership"}
 
 // String returns the label value used in metrics.
 func (f Feature) String() string { return featureNames[f] }

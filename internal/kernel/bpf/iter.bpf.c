@@ -171,13 +171,36 @@ static __always_inline __u32 jited_len(struct bpf_prog *prog)
 	return len;
 }
 
+/* used_maps fills m with the IDs of the maps prog uses: what ties a map
+ * that no process holds to the holder of a program that uses it. */
+static __always_inline void used_maps(struct bpf_prog *prog, struct prog_maps *m)
+{
+	struct bpf_prog_aux *aux = BPF_CORE_READ(prog, aux);
+	struct bpf_map **used = BPF_CORE_READ(aux, used_maps);
+	__u32 n = BPF_CORE_READ(aux, used_map_cnt);
+
+	if (!used || n > MAX_USED_MAPS)
+		n = 0;
+	m->n = n;
+	/* One path through every iteration, whatever the map (an ID of 0 is
+	 * skipped by the reader): a count that grew only for some maps would
+	 * give the verifier a state per combination. */
+	for (__u32 i = 0; i < MAX_USED_MAPS && i < n; i++) {
+		struct bpf_map *map = NULL;
+
+		bpf_probe_read_kernel(&map, sizeof(map), &used[i]);
+		m->ids[i] = BPF_CORE_READ(map, id);
+	}
+}
+
 SEC("iter/bpf_prog")
 int dump_progs(struct bpf_iter__bpf_prog *ctx)
 {
 	struct seq_file *seq = ctx->meta->seq;
 	struct bpf_prog *prog = ctx->prog;
 	struct prog_record r = {};
-	__u32 size;
+	struct prog_maps maps = {};
+	__u32 size, n;
 
 	if (!prog)
 		return 0;
@@ -197,7 +220,6 @@ int dump_progs(struct bpf_iter__bpf_prog *ctx)
 			bpf_seq_write(seq, &r, PROG_RECORD_SHORT);
 		return 0;
 	}
-	r.h.size = sizeof(r);
 	r.memory = (__u64)prog->pages * page_size;
 	r.type = prog->type;
 	r.jited_len = jited_len(prog);
@@ -205,7 +227,13 @@ int dump_progs(struct bpf_iter__bpf_prog *ctx)
 	r.verified_insns = BPF_CORE_READ(prog, aux, verified_insns);
 	bpf_probe_read_kernel(r.tag, sizeof(r.tag), prog->tag);
 	BPF_CORE_READ_INTO(&r.name, prog, aux, name);
+	used_maps(prog, &maps);
+	n = maps.n;
+	if (n > MAX_USED_MAPS) /* never: it tells the verifier the bound */
+		n = MAX_USED_MAPS;
+	r.h.size = sizeof(r) + sizeof(maps.n) + n * sizeof(maps.ids[0]);
 	bpf_seq_write(seq, &r, sizeof(r));
+	bpf_seq_write(seq, &maps, sizeof(maps.n) + n * sizeof(maps.ids[0]));
 	return 0;
 }
 
@@ -238,4 +266,5 @@ int dump_links(struct bpf_iter__bpf_link *ctx)
 /* Keep the record types in BTF, for bpf2go -type. */
 const struct map_record *unused_map_record __attribute__((unused));
 const struct prog_record *unused_prog_record __attribute__((unused));
+const struct prog_maps *unused_prog_maps __attribute__((unused));
 const struct link_record *unused_link_record __attribute__((unused));

@@ -111,6 +111,8 @@ struct bpf_prog_stats {
 struct bpf_prog_aux {
 	__u32 id;
 	__u32 verified_insns;
+	__u32 used_map_cnt;
+	struct bpf_map **used_maps;
 	char name[16];
 } __attribute__((preserve_access_index));
 

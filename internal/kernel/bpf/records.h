@@ -55,6 +55,15 @@ struct prog_record {
 #define PROG_RECORD_SHORT 8
 #define PROG_RECORD_STATS 24
 
+/* A full program record is followed by the IDs of the maps the program
+ * uses (bpf_prog_aux.used_maps): a count, then that many IDs. The kernel
+ * allows MAX_USED_MAPS (64) per program. */
+#define MAX_USED_MAPS 64
+struct prog_maps {
+	__u32 n;
+	__u32 ids[MAX_USED_MAPS];
+};
+
 struct link_record {
 	struct record_header h;
 	/* Full records only. */

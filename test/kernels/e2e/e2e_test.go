@@ -294,6 +294,8 @@ func TestAgentMatchesBpftool(t *testing.T) {
 				"run_time_stats":   r.config != "",
 				// fdinfo readable (CAP_SYS_ADMIN) and a map iterator.
 				"memory_formula_check": iter && r.name != "iterator_least_privilege",
+				// The holders iterator, or procfs in syscall mode.
+				"ownership": true,
 			}
 			for f, on := range features {
 				if got := must(t, fams, "odigos_ebpf_feature_enabled", "feature", f); (got == 1) != on {
