@@ -118,8 +118,11 @@ type Collector struct {
 	ownAgg [kernel.NumKinds]snapshot.OwnStats
 	snap   snapshot.Snapshot
 
-	statsFD   int
-	suspended bool
+	statsMu    sync.Mutex
+	statsFD    int
+	statsSince time.Time     // when statsFD was opened
+	statsOn    time.Duration // how long statistics were on, before statsSince
+	suspended  bool
 	// cycleMu is held by a cycle from start to publication; Close takes it
 	// after telling the cycle to stop, so that nothing a cycle uses (fds,
 	// iterators, workers, the snapshot) is released under it.
@@ -220,10 +223,7 @@ func (c *Collector) Close() error {
 		c.attr.close()
 		c.closeSources()
 		c.closeSyscalls()
-		if c.statsFD >= 0 {
-			kernel.Close(c.statsFD)
-			c.statsFD = -1
-		}
+		c.disableStats()
 		c.snap.Active = false
 		c.snap.SystemStats = false
 		c.snap.Features[snapshot.FeatureRunTimeStats] = false
@@ -237,14 +237,28 @@ func (c *Collector) Close() error {
 // counted as an overrun (when it is published) and the next starts one
 // interval after it ended, so that a node too slow for the interval still
 // gets rest between cycles.
+//
+// With run-time statistics on for a share of the time only
+// (system_stats_duty_cycle), they are turned on that share of the interval
+// before each cycle, and off after it.
 func (c *Collector) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	lead := c.statsLead()
+	enabling := false // the timer is for turning statistics on
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+		}
+		if enabling {
+			enabling = false
+			if err := c.enableStats(); err != nil {
+				c.logger.Error("turning run-time statistics on", "err", err)
+			}
+			timer.Reset(lead)
+			continue
 		}
 		start := time.Now()
 		err := c.Cycle(ctx)
@@ -257,6 +271,14 @@ func (c *Collector) Run(ctx context.Context) error {
 		next := c.cfg.CollectionInterval - time.Since(start)
 		if next <= 0 {
 			next = c.cfg.CollectionInterval
+		}
+		if lead > 0 {
+			c.disableStats()
+			if next > lead {
+				next, enabling = next-lead, true
+			} else if err := c.enableStats(); err != nil {
+				c.logger.Error("turning run-time statistics on", "err", err)
+			}
 		}
 		timer.Reset(next)
 	}

@@ -21,6 +21,7 @@ func (c *Collector) publish(start time.Time, err error) {
 		s.Errors[op] = c.gate.failures[op].Load()
 	}
 	s.RateLimitWaitNs = c.lim.waitNs.Load()
+	s.StatsEnabledSeconds = c.statsSeconds(end)
 	s.MemoryUsageBytes = c.memory()
 	// An overrun is published with the cycle that overran, complete or
 	// not; a cycle cut short by shutdown is none.

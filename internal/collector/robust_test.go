@@ -16,6 +16,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
 )
 
 // addID creates an object of kind k with the given ID: after the kernel's
@@ -375,5 +376,38 @@ func TestFakeCloseWaitsForTheCycle(t *testing.T) {
 	}
 	if err := c.Cycle(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("a cycle after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestKernelStatsDutyCycle: with system_stats_duty_cycle below 1, run-time
+// statistics are on for about that share of the time, and off between the
+// cycles' windows; at 1, all the time.
+func TestKernelStatsDutyCycle(t *testing.T) {
+	testutil.RequireBPF(t)
+	for _, tc := range []struct {
+		duty     float64
+		min, max float64 // share of the run with statistics on
+	}{{0.2, 0.05, 0.6}, {1, 0.8, 1.01}} {
+		fk := newFakeKernel()
+		fk.add(kernel.KindProg, 2, fakeObject{typ: 1, memory: 4096})
+		cfg := testConfig(t)
+		cfg.EnableSystemStats = true
+		cfg.SystemStatsDutyCycle = tc.duty
+		cfg.CollectionInterval = 100 * time.Millisecond
+		c := newFakeCollector(t, cfg, fk, func(o *Options) { o.Capabilities = allCaps })
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		c.Run(ctx)
+		cancel()
+		elapsed := time.Since(start).Seconds()
+		s := published(c)
+		on := c.statsSeconds(time.Now())
+		if s.Cycles < 5 || on < tc.min*elapsed || on > tc.max*elapsed {
+			t.Errorf("duty cycle %v: statistics on %.2f s of %.2f s over %d cycles, want between %v and %v of it",
+				tc.duty, on, elapsed, s.Cycles, tc.min, tc.max)
+		}
+		if s.StatsEnabledSeconds == 0 || s.StatsEnabledSeconds > on {
+			t.Errorf("duty cycle %v: published %.3f s, now %.3f s", tc.duty, s.StatsEnabledSeconds, on)
+		}
 	}
 }

@@ -135,16 +135,3 @@ func (c *Collector) closeSyscalls() {
 		c.src.Close()
 	}
 }
-
-func (c *Collector) enableStats() error {
-	c.gate.calls[kernel.OpEnableStats].Add(1)
-	fd, err := kernel.EnableStats()
-	if err != nil {
-		c.gate.failures[kernel.OpEnableStats].Add(1)
-		return fmt.Errorf("enabling run-time statistics (BPF_ENABLE_STATS): %w", err)
-	}
-	c.statsFD = fd
-	c.snap.SystemStats = true
-	c.snap.Features[snapshot.FeatureRunTimeStats] = true
-	return nil
-}

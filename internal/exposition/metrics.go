@@ -92,6 +92,7 @@ type snapshotCollector struct {
 
 	// The collector itself.
 	active, systemStats       *prometheus.Desc
+	statsSeconds              *prometheus.Desc
 	memoryUsage, memoryBudget *prometheus.Desc
 	memoryLimitHits           *prometheus.Desc
 	cycles, overruns, batches *prometheus.Desc
@@ -144,6 +145,7 @@ func NewMetrics(pub *snapshot.Publisher, namespace string) prometheus.Collector 
 		{&c.syscalls, "syscalls_total", "System calls made by the collector, by operation.", []string{"op"}},
 		{&c.active, "collection_active", "1 while the agent collects normally, 0 while collection is suspended (memory budget) or stopped.", nil},
 		{&c.systemStats, "system_stats_enabled", "1 while the agent keeps the kernel's eBPF run-time statistics enabled (BPF_ENABLE_STATS), else 0.", nil},
+		{&c.statsSeconds, "stats_enabled_seconds_total", "Time run-time statistics have been on since the agent started: all of it with system_stats_duty_cycle 1, that share of it below. Divide the rate of run time by its rate to read it per enabled second. Present only with run-time statistics.", nil},
 		{&c.memoryUsage, "collector_memory_usage_bytes", "The agent's state as its memory budget counts it: the Go live heap at the last GC plus goroutine stacks. Garbage, runtime metadata and the binary's pages are left out: process_resident_memory_bytes is what the process costs.", nil},
 		{&c.memoryBudget, "collector_memory_budget_bytes", "Memory budget of the agent (max_memory_bytes): collection stops when collector_memory_usage_bytes reaches 90% of it; also the Go soft memory limit unless GOMEMLIMIT is set.", nil},
 		{&c.memoryLimitHits, "collection_memory_limit_hit_total", "Cycles stopped or skipped because the agent reached 90% of its memory budget.", nil},
@@ -200,6 +202,9 @@ func (c *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
 
 	gauge(ch, c.active, boolValue(s.Active))
 	gauge(ch, c.systemStats, boolValue(s.SystemStats))
+	if s.SystemStats {
+		counter(ch, c.statsSeconds, s.StatsEnabledSeconds)
+	}
 	gauge(ch, c.memoryUsage, float64(s.MemoryUsageBytes))
 	gauge(ch, c.memoryBudget, float64(s.MemoryBudgetBytes))
 	counter(ch, c.memoryLimitHits, float64(s.MemoryLimitHits))

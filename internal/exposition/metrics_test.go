@@ -299,6 +299,7 @@ var allMetricNames = []string{
 	"odigos_ebpf_program_objects",
 	"odigos_ebpf_program_run_time_seconds",
 	"odigos_ebpf_program_runs",
+	"odigos_ebpf_stats_enabled_seconds_total",
 	"odigos_ebpf_syscalls_total",
 	"odigos_ebpf_system_stats_enabled",
 	"odigos_ebpf_top_map_elements",

@@ -103,6 +103,9 @@ type Snapshot struct {
 	Errors          [kernel.NumOps]uint64 // failed operations, by operation
 	Syscalls        [kernel.NumOps]uint64 // system calls, by operation
 	RateLimitWaitNs uint64                // time spent waiting for the rate limiter
+	// StatsEnabledSeconds is how long run-time statistics have been on:
+	// all the time with system_stats_duty_cycle 1, a share of it below.
+	StatsEnabledSeconds float64
 
 	// Cycle duration histogram (completed cycles).
 	DurationCounts [len(DurationBuckets)]uint64 // per bucket, not cumulative
