@@ -16,7 +16,8 @@ var memoryKinds = [...]kernel.Kind{kernel.KindMap, kernel.KindProg}
 // Recorder appends a row to a History for every cycle that completes,
 // with the series of /metrics under their names and labels there:
 // objects and memory by kind and by type, total memory, objects created
-// and removed, the agent's own memory and the last cycle's duration.
+// and removed, the agent's own memory and the last cycle's duration, and
+// the memory of each owner with a series in /metrics (owner_memory_bytes).
 type Recorder struct {
 	h      *History
 	pub    *snapshot.Publisher
@@ -32,6 +33,19 @@ type Recorder struct {
 	objects, memory, created, removed [kernel.NumKinds]Ref
 	total, agent, cycle               Ref
 	typeObjects, typeMemory           [kernel.NumKinds][snapshot.MaxTypes]Ref
+
+	// owners is owner_memory_bytes, by owner as /metrics labels it: the
+	// top owners change from cycle to cycle.
+	owners *SeriesSet[ownerKey]
+}
+
+// ownerKey names an owner's series: its labels, as fixed arrays so that a
+// lookup allocates nothing.
+type ownerKey struct {
+	comm      [16]byte
+	container [64]byte
+	pod       [36]byte
+	kind      uint8 // 0: a row; 1: other; 2: no one
 }
 
 // NewRecorder returns a recorder of the snapshots published in pub into h,
@@ -58,6 +72,7 @@ func NewRecorder(h *History, pub *snapshot.Publisher, namespace string) *Recorde
 		r.memory[k] = unregistered
 	}
 	r.total, r.agent, r.cycle = unregistered, unregistered, unregistered
+	r.owners = NewSeriesSet[ownerKey](h, p+"owner_memory_bytes")
 	return r
 }
 
@@ -81,6 +96,7 @@ func (r *Recorder) Append(s *snapshot.Snapshot) bool {
 	}
 	r.cycles = s.Cycles
 	r.register(s)
+	r.putOwners(s)
 
 	h := r.h
 	h.Begin(s.LastSuccessUnixNano / 1e6)
@@ -102,7 +118,47 @@ func (r *Recorder) Append(s *snapshot.Snapshot) bool {
 	h.Set(r.total, float64(total))
 	h.Set(r.agent, float64(s.MemoryUsageBytes))
 	h.Set(r.cycle, float64(s.LastDurationNs)/1e9)
+	r.owners.Emit()
 	return h.Commit() == nil
+}
+
+// putOwners puts the owners' memory of s, as /metrics shows it: the rows,
+// "other" when it holds anything, and no one ("").
+func (r *Recorder) putOwners(s *snapshot.Snapshot) {
+	if !s.Features[snapshot.FeatureOwnership] {
+		return
+	}
+	o := &s.Owners
+	put := func(w *snapshot.Owner, kind uint8) {
+		key := ownerKey{comm: w.Comm, container: w.ContainerID, pod: w.PodUID, kind: kind}
+		r.owners.Put(key, float64(w.MemoryBytes), func() []Label {
+			owner := cString(w.Comm[:])
+			switch kind {
+			case 1:
+				owner = "other"
+			case 2:
+				owner = ""
+			}
+			return []Label{{"owner", owner}, {"container_id", cString(w.ContainerID[:])}, {"pod_uid", cString(w.PodUID[:])}}
+		})
+	}
+	for i := range o.N {
+		put(&o.Rows[i], 0)
+	}
+	if o.OtherOwners > 0 || o.Lost > 0 || o.Other != (snapshot.Owner{}) {
+		put(&o.Other, 1)
+	}
+	put(&o.None, 2)
+}
+
+// cString is b up to its first NUL.
+func cString(b []byte) string {
+	for i, c := range b {
+		if c == 0 {
+			return string(b[:i])
+		}
+	}
+	return string(b)
 }
 
 // register asks the history for the series it has not been asked for yet:

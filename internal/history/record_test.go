@@ -50,6 +50,15 @@ func newSteadyNode() *steadyNode {
 		}
 		ks.Created, ks.Removed = ks.Objects+20, 20
 	}
+	// Three owners with series of their own, and the objects no one holds.
+	s.Features[snapshot.FeatureOwnership] = true
+	for i, comm := range []string{"cilium-agent", "odigos-odiglet", "ebpf-metrics"} {
+		w := &s.Owners.Rows[i]
+		copy(w.Comm[:], comm)
+		w.MemoryBytes = uint64(1+i) << 20
+	}
+	s.Owners.N = 3
+	s.Owners.None.MemoryBytes = 4096
 	return n
 }
 
@@ -177,8 +186,9 @@ func TestRecordMatchesMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 3 kinds × (objects, created, removed), 2 × memory, total, agent,
-	// cycle; 13 map types × 2, 6 program types × 2, 3 link types.
-	if want := 9 + 2 + 3 + 26 + 12 + 3; seriesCount != want {
+	// cycle; 13 map types × 2, 6 program types × 2, 3 link types; the
+	// memory of 3 owners and of no one.
+	if want := 9 + 2 + 3 + 26 + 12 + 3 + 4; seriesCount != want {
 		t.Errorf("%d series, want %d", seriesCount, want)
 	}
 }

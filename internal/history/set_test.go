@@ -5,10 +5,10 @@ import (
 	"testing"
 )
 
-// ownerKey is what issue "Whose is it" labels owners with.
-type ownerKey struct{ owner, container, pod string }
+// testOwnerKey is what issue "Whose is it" labels owners with.
+type testOwnerKey struct{ owner, container, pod string }
 
-func putOwners(s *SeriesSet[ownerKey], keys []ownerKey, v float64) {
+func putOwners(s *SeriesSet[testOwnerKey], keys []testOwnerKey, v float64) {
 	for _, k := range keys {
 		s.Put(k, v, func() []Label {
 			return []Label{{"owner", k.owner}, {"container_id", k.container}, {"pod_uid", k.pod}}
@@ -16,11 +16,11 @@ func putOwners(s *SeriesSet[ownerKey], keys []ownerKey, v float64) {
 	}
 }
 
-func setup(t *testing.T) (*History, func(ts int64, keys []ownerKey)) {
+func setup(t *testing.T) (*History, func(ts int64, keys []testOwnerKey)) {
 	h := newHistory(t, MinBytes)
-	set := NewSeriesSet[ownerKey](h, "odigos_ebpf_owner_memory_bytes")
+	set := NewSeriesSet[testOwnerKey](h, "odigos_ebpf_owner_memory_bytes")
 	total := h.Series("odigos_ebpf_total_memory_bytes")
-	return h, func(ts int64, keys []ownerKey) {
+	return h, func(ts int64, keys []testOwnerKey) {
 		putOwners(set, keys, float64(ts%1000))
 		h.Begin(ts)
 		h.Set(total, 1)
@@ -41,15 +41,15 @@ func setup(t *testing.T) (*History, func(ts int64, keys []ownerKey)) {
 // bound, and the last cycle has all 51. A steady set allocates nothing.
 func TestSeriesSetChurn(t *testing.T) {
 	h, row := setup(t)
-	keys := make([]ownerKey, 51)
+	keys := make([]testOwnerKey, 51)
 	for i := range keys {
-		keys[i] = ownerKey{"comm" + strconv.Itoa(i), "c" + strconv.Itoa(i), ""}
+		keys[i] = testOwnerKey{"comm" + strconv.Itoa(i), "c" + strconv.Itoa(i), ""}
 	}
 	ts := int64(0)
 	for cycle := range 20000 {
 		if cycle%20 == 0 {
 			i := cycle / 20 % 51
-			keys[i] = ownerKey{"comm" + strconv.Itoa(cycle), "c" + strconv.Itoa(i), "pod-" + strconv.Itoa(cycle)}
+			keys[i] = testOwnerKey{"comm" + strconv.Itoa(cycle), "c" + strconv.Itoa(i), "pod-" + strconv.Itoa(cycle)}
 		}
 		ts += 1000
 		row(ts, keys)
@@ -79,7 +79,7 @@ func TestSeriesSetChurn(t *testing.T) {
 // block or two, and stays within its bound.
 func TestSeriesSetOverflow(t *testing.T) {
 	h, row := setup(t)
-	keys := make([]ownerKey, 51)
+	keys := make([]testOwnerKey, 51)
 	ts := int64(0)
 	for cycle := range 2000 {
 		for i := range keys {
@@ -87,7 +87,7 @@ func TestSeriesSetOverflow(t *testing.T) {
 			if i%2 == 0 {
 				gen = cycle / 10
 			}
-			keys[i] = ownerKey{"comm" + strconv.Itoa(i) + "-" + strconv.Itoa(gen), "c" + strconv.Itoa(i), ""}
+			keys[i] = testOwnerKey{"comm" + strconv.Itoa(i) + "-" + strconv.Itoa(gen), "c" + strconv.Itoa(i), ""}
 		}
 		ts += 1000
 		row(ts, keys)
