@@ -24,12 +24,14 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/loadgen/bpftool"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/testutil/holder"
 )
 
 var agentBin string
 
 func TestMain(m *testing.M) {
-	execWrapped() // returns only when this process is not an agent's wrapper
+	holder.RunIfChild() // returns only when this process is not a holder
+	execWrapped()       // returns only when this process is not an agent's wrapper
 	dir, err := os.MkdirTemp("", "ebpf-metrics-test")
 	if err != nil {
 		panic(err)
