@@ -209,6 +209,7 @@ func (f *flags) effectiveConfig() (config.Config, error) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	started := time.Now()
 	f, code, exit := parseFlags(args, stdout, stderr)
 	if exit {
 		return code
@@ -225,7 +226,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	f.log.Writer = stderr
 	logger := promslog.New(&f.log)
-	limitMemory(cfg.MaxMemoryBytes, f.pprof, logger)
 	// Scrapes are served from a cache that the collector has refreshed at
 	// the end of each cycle: a scrape collects nothing and reads no file.
 	// The registry it gathers from needs the collector, hence the late
@@ -235,15 +235,27 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// The history records a cycle before the cache gathers it: whatever
 	// cycle /metrics shows, the history has it.
 	var rec *history.Recorder
+	var loaded time.Duration // start-up up to a collector ready to collect
+	first := true            // touched by the cycle's goroutine only
 	onPublish := func() {
 		rec.Record()
 		cache.Notify()
+		if first {
+			first = false
+			logger.Info("first collection published", "since_start", time.Since(started),
+				"collector_ready", loaded, "first_cycle", time.Since(started)-loaded)
+		}
 	}
 	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger, OnPublish: onPublish})
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
 	}
+	loaded = time.Since(started)
+	// The soft memory limit comes once the BPF programs are loaded: the
+	// kernel's BTF, parsed for them, is garbage now, and the limit would
+	// have made the collector run all along the loading.
+	limitMemory(cfg.MaxMemoryBytes, f.pprof, logger)
 	reg = exposition.NewRegistry(exposition.NewMetrics(c.Publisher(), f.namespace), f.namespace, f.procfs)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -10,8 +10,11 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/cilium/ebpf/btf"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
@@ -96,6 +99,8 @@ type Collector struct {
 
 	guard formulaGuard
 	attr  ownership
+	btf   *btf.Cache   // while loading; nil after
+	hload *holdersLoad // the holders iterator loading beside the others
 	// ownerRank is where the owners are ranked at publication.
 	ownerRank []int32
 
@@ -154,10 +159,21 @@ func New(opts Options) (*Collector, error) {
 	if opts.MemoryUsage == nil {
 		opts.MemoryUsage = NewMemoryMeter().Usage
 	}
+	// One parse of the kernel's BTF serves every BPF program the agent
+	// loads (the object iterators, the holders iterator); it is dropped
+	// with this function's frame once they are loaded.
+	btfCache := btf.NewCache()
 	if opts.LoadIterators == nil {
-		opts.LoadIterators = LoadIterators
+		opts.LoadIterators = func(gate kernel.Gate, procfs string) (kernel.IteratorSource, [kernel.NumKinds]error, error) {
+			it, errs, err := kernel.LoadIteratorsWith(gate, procfs, btfCache)
+			if err != nil {
+				return nil, errs, err
+			}
+			return it, errs, nil
+		}
 	}
 	c := &Collector{
+		btf:       btfCache,
 		onPublish: opts.OnPublish,
 		cfg:       cfg,
 		logger:    opts.Logger,
@@ -171,11 +187,13 @@ func New(opts Options) (*Collector, error) {
 	c.lim = newLimiter(cfg.MaxSyscallsPerSecond, cfg.Burst(), workers+1)
 	c.gate = newGate(workers, c.lim, c.logger)
 	if err := c.chooseSources(opts); err != nil {
+		c.discardHolders()
 		c.closeSources()
 		c.closeSyscalls()
 		return nil, err
 	}
 	c.chooseOwnership(opts)
+	c.btf, btfCache = nil, nil // for the collection that ends New
 	caps := inventory.Capacities(&cfg)
 	for k := range kernel.NumKinds {
 		c.tables[k] = inventory.NewTable(caps[k])
@@ -200,8 +218,9 @@ func New(opts Options) (*Collector, error) {
 		}
 	}
 	// The live-heap figure dates from the last garbage collection; start it
-	// with the tables just allocated counted.
-	runtime.GC()
+	// with the tables just allocated counted, and the BTF parsed for
+	// loading gone, its memory given back.
+	debug.FreeOSMemory()
 	c.snap.MemoryUsageBytes = c.memory()
 	c.pub.Publish(&c.snap)
 	return c, nil

@@ -121,14 +121,43 @@ func (c *Collector) chooseOwnership(opts Options) {
 	}
 }
 
-func (c *Collector) loadOwnerSource(opts Options) owner.Source {
-	iter := false
-	for k := range kernel.NumKinds {
-		iter = iter || c.byIter[k]
+// holdersLoad is the holders iterator loading in a goroutine of its own.
+type holdersLoad struct {
+	h    *kernel.Holders
+	err  error
+	done chan struct{}
+}
+
+// loadHolders starts loading the holders iterator, with the collector's
+// BTF.
+func (c *Collector) loadHolders(procfs string) {
+	l := &holdersLoad{done: make(chan struct{})}
+	c.hload = l
+	gate, cache := c.gate, c.btf
+	go func() {
+		defer close(l.done)
+		l.h, l.err = kernel.LoadHolders(gate, procfs, kernel.HolderOptions{BTF: cache})
+	}()
+}
+
+// discardHolders waits for the holders iterator's loading, if any, and
+// releases it: start-up failed.
+func (c *Collector) discardHolders() {
+	if l := c.hload; l != nil {
+		<-l.done
+		if l.h != nil {
+			l.h.Close()
+		}
+		c.hload = nil
 	}
+}
+
+func (c *Collector) loadOwnerSource(opts Options) owner.Source {
 	var errs []error
-	if iter {
-		h, err := kernel.LoadHolders(c.gate, opts.ProcFS, kernel.HolderOptions{})
+	if l := c.hload; l != nil {
+		<-l.done
+		c.hload = nil
+		h, err := l.h, l.err
 		if err == nil {
 			var src *owner.Iter
 			if src, err = owner.NewIter(h, opts.ProcFS, c.gate); err == nil {
@@ -147,6 +176,9 @@ func (c *Collector) loadOwnerSource(opts Options) owner.Source {
 	}
 	src, err := owner.NewProc(opts.ProcFS, c.gate)
 	if err == nil {
+		if len(errs) > 0 {
+			c.logger.Warn("reading the holders of objects from procfs instead", "err", errs[0])
+		}
 		return src
 	}
 	errs = append(errs, fmt.Errorf("procfs: %w", err))

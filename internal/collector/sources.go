@@ -55,6 +55,9 @@ func (c *Collector) chooseSources(opts Options) error {
 	}
 
 	if mode != config.ModeSyscall {
+		if opts.OwnerSource == nil {
+			c.loadHolders(opts.ProcFS) // beside the object iterators: both take tens of ms of CPU
+		}
 		it, errs, err := opts.LoadIterators(c.gate, opts.ProcFS)
 		switch {
 		case err != nil && mode == config.ModeIterator:

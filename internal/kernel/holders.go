@@ -68,6 +68,9 @@ type HolderOptions struct {
 	// NoKernelCgroups loads the iterator without the code that reads
 	// cgroups, as on a kernel that refuses it: for tests of the fallback.
 	NoKernelCgroups bool
+	// BTF is where the kernel's BTF comes from, shared with other loads;
+	// nil: a cache of its own, dropped after loading.
+	BTF *btf.Cache
 }
 
 // HolderRecordType is the type of one record of a holders pass.
@@ -152,7 +155,10 @@ func LoadHolders(gate Gate, procfs string, opts HolderOptions) (_ *Holders, err 
 		}
 	}()
 	// One parse of the kernel's BTF for both tries, dropped after loading.
-	cache := btf.NewCache()
+	cache := opts.BTF
+	if cache == nil {
+		cache = btf.NewCache()
+	}
 	if opts.NoKernelCgroups {
 		h.cgroups = errors.New("not read in the kernel: HolderOptions.NoKernelCgroups")
 		err = h.load(false, cache)

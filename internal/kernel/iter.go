@@ -72,6 +72,12 @@ var _ IteratorSource = (*Iterators)(nil)
 // no kind has one. Every system call of a pass goes through gate. procfs is
 // where /proc is mounted.
 func LoadIterators(gate Gate, procfs string) (*Iterators, [NumKinds]error, error) {
+	return LoadIteratorsWith(gate, procfs, nil)
+}
+
+// LoadIteratorsWith is LoadIterators with the kernel's BTF from cache,
+// which the caller shares with other loads (nil: a cache of its own).
+func LoadIteratorsWith(gate Gate, procfs string, cache *btf.Cache) (*Iterators, [NumKinds]error, error) {
 	var errs [NumKinds]error
 	if err := fdHeadroom(procfs, iterFDs); err != nil {
 		return nil, errs, err
@@ -95,7 +101,9 @@ func LoadIterators(gate Gate, procfs string) (*Iterators, [NumKinds]error, error
 	// parse it again (~15 ms and megabytes each). It is dropped with the
 	// cache when loading ends. The kinds load side by side: most of a load
 	// is relocating, on the CPU.
-	cache := btf.NewCache()
+	if cache == nil {
+		cache = btf.NewCache()
+	}
 	it := &Iterators{gate: gate, fd: -1, buf: make([]byte, iterReadSize)}
 	var wg sync.WaitGroup
 	for k := range NumKinds {
