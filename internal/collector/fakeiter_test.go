@@ -99,7 +99,7 @@ func (f *fakeIters) Next(rec *kernel.Record) (bool, error) {
 			continue // removed before the walk reached it
 		}
 		f.sent++
-		full := kernel.Record{ID: id, Type: o.typ, Flags: o.flags, KeySize: 4, ValueSize: 8, MaxEntries: 16,
+		full := kernel.Record{ID: id, Type: o.typ, Flags: o.flags, MaxEntries: 16,
 			ProgID: o.prog, Fields: kernel.HasDetails}
 		if f.k != kernel.KindLink {
 			full.Memory = o.memory

@@ -3,6 +3,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -174,7 +175,7 @@ func (r *FDInfoReader) Read(fd int, out *FDInfo) error {
 	if r.dir < 0 {
 		return unix.EBADF
 	}
-	n := putUint(r.name[:], uint64(fd))
+	n := len(strconv.AppendUint(r.name[:0], uint64(fd), 10))
 	r.name[n] = 0
 	f, _, errno := unix.Syscall6(unix.SYS_OPENAT, uintptr(r.dir), uintptr(unsafe.Pointer(&r.name[0])),
 		uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0)
@@ -216,18 +217,4 @@ func CheckProcFS(procfs string) error {
 		return fmt.Errorf("reading this process's fdinfo under %s: %w", procfs, err)
 	}
 	return nil
-}
-
-func putUint(dst []byte, v uint64) int {
-	var tmp [20]byte
-	i := len(tmp)
-	for {
-		i--
-		tmp[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			break
-		}
-	}
-	return copy(dst, tmp[i:])
 }

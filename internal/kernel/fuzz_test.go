@@ -131,8 +131,6 @@ func refDecodeRecord(k Kind, b []byte, stats bool) (Record, bool, error) {
 		}
 		rec.Type = u32(unsafe.Offsetof(r.Type))
 		rec.Flags = u32(unsafe.Offsetof(r.Flags))
-		rec.KeySize = u32(unsafe.Offsetof(r.KeySize))
-		rec.ValueSize = u32(unsafe.Offsetof(r.ValueSize))
 		rec.MaxEntries = u32(unsafe.Offsetof(r.MaxEntries))
 		copy(rec.Name[:], b[unsafe.Offsetof(r.Name):])
 		rec.Fields |= HasDetails
@@ -149,10 +147,6 @@ func refDecodeRecord(k Kind, b []byte, stats bool) (Record, bool, error) {
 		}
 		rec.Memory = u64(unsafe.Offsetof(r.Memory))
 		rec.Type = u32(unsafe.Offsetof(r.Type))
-		rec.JitedLen = u32(unsafe.Offsetof(r.JitedLen))
-		rec.XlatedLen = u32(unsafe.Offsetof(r.XlatedLen))
-		rec.Verified = u32(unsafe.Offsetof(r.VerifiedInsns))
-		copy(rec.Tag[:], b[unsafe.Offsetof(r.Tag):])
 		copy(rec.Name[:], b[unsafe.Offsetof(r.Name):])
 		rec.Fields |= HasDetails | HasMemory
 		return rec, true, nil

@@ -44,8 +44,6 @@ func decodeRecord(k Kind, b []byte, stats bool, rec *Record, maps *UsedMaps) (bo
 		}
 		rec.Type = r.Type
 		rec.Flags = r.Flags
-		rec.KeySize = r.KeySize
-		rec.ValueSize = r.ValueSize
 		rec.MaxEntries = r.MaxEntries
 		rec.Name = *(*[16]byte)(unsafe.Pointer(&r.Name))
 		rec.Fields |= HasDetails
@@ -64,10 +62,6 @@ func decodeRecord(k Kind, b []byte, stats bool, rec *Record, maps *UsedMaps) (bo
 		}
 		rec.Memory = r.Memory
 		rec.Type = r.Type
-		rec.JitedLen = r.JitedLen
-		rec.XlatedLen = r.XlatedLen
-		rec.Verified = r.VerifiedInsns
-		rec.Tag = r.Tag
 		rec.Name = *(*[16]byte)(unsafe.Pointer(&r.Name))
 		rec.Fields |= HasDetails | HasMemory
 		if maps != nil {

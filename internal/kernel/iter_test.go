@@ -57,7 +57,7 @@ func TestIteratorsListWhatTheKernelHas(t *testing.T) {
 			}
 			got = append(got, rec.ID)
 			if k == KindMap && rec.ID == uint32(mapID) {
-				if MapType(rec.Type) != MapTypeHash || rec.KeySize != 4 || rec.MaxEntries != 16 || rec.NameString() != "t_hash" || rec.Fields&HasMemory == 0 {
+				if MapType(rec.Type) != MapTypeHash || rec.MaxEntries != 16 || rec.NameString() != "t_hash" || rec.Fields&HasMemory == 0 {
 					t.Errorf("map record %+v", rec)
 				}
 			}

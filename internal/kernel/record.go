@@ -9,19 +9,13 @@ type Record struct {
 	ID         uint32
 	Type       uint32 // MapType, ProgType or LinkType, by kind
 	Flags      uint32 // maps: map_flags
-	KeySize    uint32 // maps
-	ValueSize  uint32 // maps
 	MaxEntries uint32 // maps
 	Name       [16]byte
-	Tag        [8]byte // programs
-	ProgID     uint32  // links: the program the link holds
+	ProgID     uint32 // links: the program the link holds
 	// AttachType (links, HasAttachType): in syscall mode, for the link
 	// types whose info carries one; from the link iterator, for every link,
 	// on Linux 6.17 and later (bpf_link.attach_type).
 	AttachType uint32
-	JitedLen   uint32 // programs: bytes of JITed code
-	XlatedLen  uint32 // programs: bytes of translated instructions
-	Verified   uint32 // programs: instructions processed by the verifier
 	Fields     Fields
 	// Memory is the kernel's own figure in bytes (fdinfo memlock): maps'
 	// bpf_map_memory_usage() (before Linux 6.4, the estimate
@@ -150,8 +144,6 @@ func (r *Record) NameString() string {
 func fillMap(rec *Record, info *MapInfo) {
 	rec.Type = info.Type
 	rec.Flags = info.MapFlags
-	rec.KeySize = info.KeySize
-	rec.ValueSize = info.ValueSize
 	rec.MaxEntries = info.MaxEntries
 	rec.Name = info.Name
 	rec.Fields |= HasDetails
@@ -161,10 +153,6 @@ func fillProg(rec *Record, info *ProgInfo, need Need) {
 	if need&NeedDetails != 0 {
 		rec.Type = info.Type
 		rec.Name = info.Name
-		rec.Tag = info.Tag
-		rec.JitedLen = info.JitedProgLen
-		rec.XlatedLen = info.XlatedProgLen
-		rec.Verified = info.VerifiedInsns
 		rec.Fields |= HasDetails
 	}
 	if need&NeedStats != 0 {

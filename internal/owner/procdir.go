@@ -2,6 +2,7 @@ package owner
 
 import (
 	"fmt"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -44,7 +45,7 @@ func (d *procDir) close() error {
 
 // setPath makes the path "<pid>/<name>" (name may be "").
 func (d *procDir) setPath(pid uint32, name string) int {
-	n := putUint(d.path[:], uint64(pid))
+	n := len(strconv.AppendUint(d.path[:0], uint64(pid), 10))
 	if name != "" {
 		d.path[n] = '/'
 		n++
@@ -59,7 +60,7 @@ func (d *procDir) setFDPath(pid uint32, dir string, fd uint32) {
 	n := d.setPath(pid, dir)
 	d.path[n] = '/'
 	n++
-	n += putUint(d.path[n:], uint64(fd))
+	n += len(strconv.AppendUint(d.path[n:n], uint64(fd), 10))
 	d.path[n] = 0
 }
 
@@ -193,20 +194,6 @@ func parseNumber(b []byte) (uint32, bool) {
 		return 0, false
 	}
 	return uint32(v), true
-}
-
-func putUint(dst []byte, v uint64) int {
-	var tmp [20]byte
-	i := len(tmp)
-	for {
-		i--
-		tmp[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			break
-		}
-	}
-	return copy(dst, tmp[i:])
 }
 
 // fieldUint returns the decimal value of the "key:\t<n>" line of b.
