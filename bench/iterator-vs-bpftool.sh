@@ -9,7 +9,8 @@
 #     iterators writing only IDs, bench/floor), the agent's iterator
 #     programs read raw (the kernel side of a steady cycle), the agent's
 #     decoder, and one steady cycle of the agent's collector (iterator
-#     mode, tables for every object, no rate limit, 64 MiB budget); then the
+#     mode, tables for every object, no rate limit, 64 MiB budget, ownership
+#     off like the floor: bench/holders-vs-floor.sh measures it); then the
 #     first cycle of FIRST fresh collectors, and the iterator programs' own
 #     run time (BPF_ENABLE_STATS, on only for that phase);
 #   - bench/rss: the agent binary serving /metrics, after CYCLES cycles at a
@@ -139,6 +140,7 @@ echo "kernel $kernel, $cpus CPUs, $bpftool_version, $(go version | cut -d' ' -f3
 echo "population: $MAPS maps, $PROGRAMS programs (+$helpers helper), $LINKS links, fill $FILL, created in ${create_seconds}s;" \
 	"the agent counted $objects objects (${it[maps]} maps, ${it[programs]} programs, ${it[links]} links)"
 echo "bpftool: median of $RUNS runs; in-process figures: medians of $TURNS turns (first cycle: of $FIRST fresh collectors)"
+echo "agent: objects only (max_owners 0, no holders pass: see bench/holders-vs-floor.sh); the exporters below run the profile, ownership on"
 echo
 
 # row NAME NANOSECONDS SYSCALLS BYTES ALLOCS prints one line of the table.

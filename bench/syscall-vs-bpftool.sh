@@ -10,7 +10,8 @@
 #   - the agent: the first cycle of RUNS fresh collectors (median), and RUNS
 #     steady cycles of one collector after its first (median), at the
 #     profile's concurrency and with a single worker, with tables large
-#     enough to track every object and no rate limit;
+#     enough to track every object, no rate limit, and ownership off (its
+#     procfs pass is another ~4 system calls per held object);
 #   - with strace, when installed, the system calls of one bpftool run
 #     (not timed);
 # and prints a table, the ratios bpftool / agent, and PASS or MISS against
@@ -88,7 +89,7 @@ echo
 echo "kernel $kernel, $cpus CPUs, $bpftool_version, $(go version | cut -d' ' -f3)"
 echo "population: $MAPS maps, $PROGRAMS programs (+$helpers helper), $LINKS links, fill $FILL, created in ${create_seconds}s;" \
 	"the agent counted ${shipped[objects]} objects (${shipped[maps]} maps, ${shipped[programs]} programs, ${shipped[links]} links)"
-echo "medians of $RUNS runs; agent: syscall mode, no rate limit, every object tracked"
+echo "medians of $RUNS runs; agent: syscall mode, no rate limit, every object tracked, ownership off (max_owners 0)"
 echo
 
 # row NAME MILLISECONDS SYSCALLS ALLOCS prints one line of the table.

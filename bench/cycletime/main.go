@@ -50,6 +50,7 @@ type options struct {
 	workers int
 	tables  string
 	memory  uint64
+	owners  int
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -62,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.tables, "tables", "20000,10000,5000",
 		`table capacities "maps,programs,links", or "profile" for the profile's`)
 	fs.Uint64Var(&o.memory, "memory", 64<<20, "memory budget in bytes")
+	fs.IntVar(&o.owners, "owners", 0, "max_owners: 0 (the default here) measures the objects' collection alone, like the floor; -1 keeps the profile's (the holders pass is measured by bench/holderpass)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -90,6 +92,9 @@ func configure(o options) (config.Config, error) {
 	cfg.MaxMemoryBytes = o.memory
 	if o.workers > 0 {
 		cfg.MaxConcurrentSyscalls = o.workers
+	}
+	if o.owners >= 0 {
+		cfg.MaxOwners = o.owners
 	}
 	if o.tables != "profile" {
 		if err := tables.Set(&cfg, o.tables); err != nil {

@@ -93,6 +93,7 @@ type options struct {
 	spin        string
 	spinRuns    int
 	cpuprofile  string
+	owners      int
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -110,6 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.spin, "spin", "", "after measuring, run only this one: floor, raw, next or steady; or all, in turns")
 	fs.IntVar(&o.spinRuns, "spin-runs", 500, "runs of -spin")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a Go CPU profile of the -spin runs to this file")
+	fs.IntVar(&o.owners, "owners", 0, "max_owners: 0 (the default here) measures the objects' collection alone, like the floor; -1 keeps the profile's (the holders pass is measured by bench/holderpass)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -145,6 +147,9 @@ func configure(o options) (config.Config, error) {
 	cfg.CollectionMode = config.ModeIterator
 	cfg.MaxSyscallsPerSecond = 0
 	cfg.MaxMemoryBytes = o.memory
+	if o.owners >= 0 {
+		cfg.MaxOwners = o.owners
+	}
 	if err := tables.Set(&cfg, o.tables); err != nil {
 		return config.Config{}, err
 	}

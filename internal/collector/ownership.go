@@ -107,12 +107,21 @@ func newOwnership(cfg *config.Config) ownership {
 
 // chooseOwnership picks where holders come from: the holders iterator
 // wherever objects are read by iterators (it needs the same CAP_BPF and
-// CAP_PERFMON), else procfs. Ownership is a plus: if neither works, the
-// collection goes on without it, and says so.
+// CAP_PERFMON), else procfs; none with max_owners 0. Ownership is a plus:
+// if neither works, the collection goes on without it, and says so.
 func (c *Collector) chooseOwnership(opts Options) {
-	if opts.OwnerSource != nil {
+	switch {
+	case c.cfg.MaxOwners == 0:
+		// No owner series: a holders pass would cost its walk of every
+		// process's files (in syscall mode, system calls under the rate
+		// limit) for nothing.
+		if opts.OwnerSource != nil {
+			opts.OwnerSource.Close()
+		}
+		c.logger.Info("ownership off: max_owners is 0")
+	case opts.OwnerSource != nil:
 		c.attr.src = opts.OwnerSource
-	} else {
+	default:
 		c.attr.src = c.loadOwnerSource(opts)
 	}
 	c.snap.Features[snapshot.FeatureOwnership] = c.attr.src != nil

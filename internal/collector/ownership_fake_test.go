@@ -99,3 +99,39 @@ func linkProg(fk *fakeKernel, id, prog uint32) {
 	o.prog = prog
 	fk.objects[kernel.KindLink][id] = o
 }
+
+// TestFakeOwnershipOff: max_owners 0 turns ownership off in both modes: no
+// holders pass at all (its walk would cost for series that are not kept),
+// no owner rows, the feature reported off; the top series remain, without
+// owners.
+func TestFakeOwnershipOff(t *testing.T) {
+	for _, mode := range []string{config.ModeSyscall, config.ModeIterator} {
+		t.Run(mode, func(t *testing.T) {
+			fk := newFakeKernel()
+			maps := fk.add(kernel.KindMap, 3, fakeObject{typ: 1, memory: 100})
+			fo := &fakeOwners{holdings: []owner.Holding{hold(kernel.KindMap, maps[0], 10, "agent-a", "c1", "p1")}}
+			cfg := testConfig(t)
+			cfg.MaxOwners, cfg.TopK = 0, 3
+			cfg.CollectionMode = mode
+			var c *Collector
+			if mode == config.ModeIterator {
+				c = newFakeIterCollector(t, cfg, fk, newFakeIters(fk), func(o *Options) { o.OwnerSource = fo })
+			} else {
+				c = newFakeCollector(t, cfg, fk, func(o *Options) { o.OwnerSource = fo })
+			}
+			s := mustCycle(t, c)
+			if fo.in || fo.pos != 0 {
+				t.Errorf("the holders source was read (pos %d)", fo.pos)
+			}
+			if s.Features[snapshot.FeatureOwnership] {
+				t.Error("FeatureOwnership on with max_owners 0")
+			}
+			if s.Owners.N != 0 || s.Owners.Processes != 0 {
+				t.Errorf("owners %d, processes %d; want none", s.Owners.N, s.Owners.Processes)
+			}
+			if s.Top.N[0] != 3 || comm2(s.Top.Memory[0].Owner[:]) != "" {
+				t.Errorf("top maps by memory %+v; want 3 without owners", s.Top.Memory[:s.Top.N[0]])
+			}
+		})
+	}
+}
