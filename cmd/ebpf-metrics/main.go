@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -250,6 +251,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
+	}
+	if !f.once {
+		debug.FreeOSMemory() // the kernel BTF parsed for loading, garbage now
 	}
 	loaded = time.Since(started)
 	// The soft memory limit comes once the BPF programs are loaded: the

@@ -30,9 +30,11 @@ var benchPopulations = []struct {
 //
 //   - steady: every object is already tracked; a cycle lists every ID and
 //     re-reads only the memory of maps whose memory follows their contents.
-//     It must allocate nothing (allocs/op 0).
+//     It must allocate nothing (allocs/op 0). Ownership is off.
 //   - first: a fresh collector's first cycle, which reads every object in
 //     full. Building the collector (New allocates the tables) is not timed.
+//   - steady-owners: steady, with ownership on (the holders pass, from
+//     procfs in syscall mode); it must allocate nothing either.
 //
 // Besides ns/op and allocs/op it reports ns/object, syscalls/cycle and
 // syscalls/object (from Snapshot.Syscalls, where an fdinfo read counts its
@@ -76,16 +78,29 @@ func benchModes(b *testing.B, mode string) {
 					b.Error(err)
 				}
 			}()
-			b.Run("steady", benchSteady(mode))
+			b.Run("steady", benchSteady(mode, false))
 			b.Run("first", benchFirst(mode))
+			b.Run("steady-owners", benchSteady(mode, true))
 		})
 	}
 }
 
+// benchConfig is kernelConfig with ownership off unless owners: the
+// objects' collection alone is what the floors and bpftool are compared
+// with; steady-owners adds the holders pass (bench/holders-vs-floor.sh
+// compares that with its own floor).
+func benchConfig(b *testing.B, mode string, owners bool) Options {
+	opts := kernelConfig(b, mode)
+	if !owners {
+		opts.Config.MaxOwners = 0
+	}
+	return opts
+}
+
 // benchSteady times steady cycles of one collector in mode.
-func benchSteady(mode string) func(*testing.B) {
+func benchSteady(mode string, owners bool) func(*testing.B) {
 	return func(b *testing.B) {
-		c, err := New(kernelConfig(b, mode))
+		c, err := New(benchConfig(b, mode, owners))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -128,7 +143,7 @@ func benchSteady(mode string) func(*testing.B) {
 // benchFirst times the first cycle of fresh collectors in mode.
 func benchFirst(mode string) func(*testing.B) {
 	return func(b *testing.B) {
-		opts := kernelConfig(b, mode)
+		opts := benchConfig(b, mode, false)
 		ctx := context.Background()
 		var syscalls uint64
 		var s snapshot.Snapshot

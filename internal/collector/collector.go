@@ -10,7 +10,6 @@ import (
 	"errors"
 	"log/slog"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -218,9 +217,10 @@ func New(opts Options) (*Collector, error) {
 		}
 	}
 	// The live-heap figure dates from the last garbage collection; start it
-	// with the tables just allocated counted, and the BTF parsed for
-	// loading gone, its memory given back.
-	debug.FreeOSMemory()
+	// with the tables just allocated counted and the BTF parsed for loading
+	// gone. Giving that memory back to the kernel (debug.FreeOSMemory, some
+	// 10 ms of madvise) is the caller's choice: a one-shot process exits.
+	runtime.GC()
 	c.snap.MemoryUsageBytes = c.memory()
 	c.pub.Publish(&c.snap)
 	return c, nil
