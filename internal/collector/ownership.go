@@ -324,6 +324,8 @@ func (o *ownership) endKind(k kernel.Kind) {
 // (tracked); for a tracked program, they are kept for the next cycle.
 func (o *ownership) programMaps(id uint32, read []uint32, full, tracked bool) []uint32 {
 	switch {
+	case o.src == nil: // the maps serve attribution only
+		return nil
 	case full && tracked:
 		o.edges.Put(id, read)
 		return read
