@@ -322,6 +322,9 @@ var topTables = []struct {
 
 const topRows = 10
 
+// noProcess names the owner of the objects no process holds (owner="").
+const noProcess = "(no process)"
+
 func (p *Page) tops(f families) []topTable {
 	var out []topTable
 	for _, tt := range topTables {
@@ -334,7 +337,11 @@ func (p *Page) tops(f families) []topTable {
 		for _, m := range mf.GetMetric() {
 			row := topRow{Cell: Cell{Metric: full, Labels: labelString(m), Value: value(m), Text: tt.fmtv(value(m))}}
 			for _, l := range tt.labels {
-				row.Labels = append(row.Labels, label(m, l))
+				v := label(m, l)
+				if l == "owner" && v == "" {
+					v = noProcess // objects no process holds
+				}
+				row.Labels = append(row.Labels, v)
 			}
 			t.Rows = append(t.Rows, row)
 		}

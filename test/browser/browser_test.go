@@ -236,6 +236,7 @@ var chartNames = map[string][]string{
 	"chart-program-memory":  {"program_memory_bytes"},
 	"chart-map-objects":     {"map_objects"},
 	"chart-program-objects": {"program_objects"},
+	"chart-owner-memory":    {"owner_memory_bytes"},
 	"chart-churn":           {"objects_created_total", "objects_removed_total"},
 	"chart-agent-memory":    {"collector_memory_usage_bytes"},
 	"chart-cycle":           {"last_collection_duration_seconds"},

@@ -45,7 +45,10 @@
   // labelText names a series in its chart: its label values, or the part
   // of its name that differs from the chart's other names.
   function labelText(chart, s) {
-    const vals = Object.values(s.labels);
+    // A container ID is shown as its first 12 characters, as docker and crictl do.
+    const vals = Object.entries(s.labels).filter(([, v]) => v !== "")
+      .map(([k, v]) => (k === "container_id" ? v.slice(0, 12) : v));
+    if (vals.length === 0 && "owner" in s.labels) return "(no process)";
     const base = s.name.slice(ns.length + 1).replace(/_(bytes|total|seconds)$/, "").replace(/_total$/, "");
     if (chart.names.length > 1) return vals.length ? base.replace(/^objects_/, "") + " " + vals.join(" ") : base;
     return vals.length ? vals.join(" ") : base;
