@@ -56,17 +56,10 @@ type Options struct {
 	// from (the holders iterator, or procfs): tests give a fake.
 	OwnerSource owner.Source
 	// LoadIterators loads the BPF iterators in every mode but syscall; tests
-	// replace them with a fake or make them fail. Default: kernel.LoadIterators.
+	// replace them with a fake or make them fail. Default:
+	// kernel.LoadIteratorsWith, sharing the kernel BTF with the holders
+	// iterator.
 	LoadIterators func(gate kernel.Gate, procfs string) (kernel.IteratorSource, [kernel.NumKinds]error, error)
-}
-
-// LoadIterators is kernel.LoadIterators behind the IteratorSource interface.
-func LoadIterators(gate kernel.Gate, procfs string) (kernel.IteratorSource, [kernel.NumKinds]error, error) {
-	it, errs, err := kernel.LoadIterators(gate, procfs)
-	if err != nil {
-		return nil, errs, err
-	}
-	return it, errs, nil
 }
 
 // Collector runs collection cycles. Cycles never run concurrently (Cycle

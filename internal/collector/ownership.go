@@ -171,12 +171,7 @@ func (c *Collector) loadOwnerSource(opts Options) owner.Source {
 			var src *owner.Iter
 			if src, err = owner.NewIter(h, opts.ProcFS, c.gate); err == nil {
 				c.attr.holders = h
-				for _, o := range h.Own() {
-					c.own[o.Kind] = append(c.own[o.Kind], o.ID)
-				}
-				for k := range c.own {
-					slices.Sort(c.own[k])
-				}
+				c.addOwn(h.Own())
 				return src
 			}
 			h.Close()
@@ -265,7 +260,7 @@ func (o *ownership) holdings() error {
 func (c *Collector) attribute(k kernel.Kind, rec *kernel.Record, usedMaps []uint32) {
 	o := &c.attr
 	if o.src == nil {
-		o.top.offer(k, rec, nil, nil)
+		o.top.offer(k, rec, nil)
 		return
 	}
 	ref, ok := o.held[k].Lookup(rec.ID)
@@ -306,7 +301,7 @@ func (c *Collector) attribute(k kernel.Kind, rec *kernel.Record, usedMaps []uint
 			}
 		}
 	}
-	o.top.offer(k, rec, key, stats)
+	o.top.offer(k, rec, key)
 }
 
 // endKind sorts what kind k's pass referred to, for the next kind's.

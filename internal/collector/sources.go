@@ -76,12 +76,7 @@ func (c *Collector) chooseSources(opts Options) error {
 				}
 				c.logger.Warn("no BPF iterator for this kind: reading it with system calls", "type", kernel.Kind(k).String(), "err", errs[k])
 			}
-			for _, o := range it.Own() {
-				c.own[o.Kind] = append(c.own[o.Kind], o.ID)
-			}
-			for k := range c.own {
-				slices.Sort(c.own[k])
-			}
+			c.addOwn(it.Own())
 			c.snap.ElementCounts = it.ElementCounts()
 		}
 	}
@@ -136,5 +131,16 @@ func (c *Collector) closeSources() {
 func (c *Collector) closeSyscalls() {
 	if c.src != nil {
 		c.src.Close()
+	}
+}
+
+// addOwn adds the agent's own objects (its iterators' programs, maps and
+// links) to the sorted IDs that accounting counts apart (own_*).
+func (c *Collector) addOwn(objs []kernel.OwnObject) {
+	for _, o := range objs {
+		c.own[o.Kind] = append(c.own[o.Kind], o.ID)
+	}
+	for k := range c.own {
+		slices.Sort(c.own[k])
 	}
 }

@@ -48,7 +48,7 @@ func (t *topK) reset() {
 }
 
 // offer ranks object rec of kind k, whose owner is key (nil: none known).
-func (t *topK) offer(k kernel.Kind, rec *kernel.Record, key *inventory.OwnerKey, _ *inventory.OwnerStats) {
+func (t *topK) offer(k kernel.Kind, rec *kernel.Record, key *inventory.OwnerKey) {
 	if t.k == 0 {
 		return
 	}
