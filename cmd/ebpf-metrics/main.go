@@ -89,7 +89,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (*flags, int, bool) {
 	app.Flag("once", "Run one collection, print it in the Prometheus text format on stdout, and exit.").
 		BoolVar(&f.once)
 	app.Flag("metrics.namespace", "Prefix of every metric name.").
-		Default("odigos_ebpf").StringVar(&f.namespace)
+		Default(exposition.DefaultNamespace).StringVar(&f.namespace)
 	app.Flag("path.procfs", "Mount point of procfs: the agent's own (it reads <procfs>/self); checked at start.").
 		Default("/proc").StringVar(&f.procfs)
 	app.Flag("web.listen-address", "Address to listen on for the web interface and telemetry; repeatable.").
@@ -184,6 +184,8 @@ func (f *flags) effectiveConfig() (config.Config, error) {
 	if err := exposition.CheckNamespace(f.namespace); err != nil {
 		errs = append(errs, fmt.Errorf("--metrics.namespace: %w", err))
 	}
+	// An empty namespace means the default, here once for every consumer.
+	f.namespace = cmp.Or(f.namespace, exposition.DefaultNamespace)
 	for _, a := range f.listen {
 		if err := exposition.CheckListenAddress(a); err != nil {
 			errs = append(errs, fmt.Errorf("--web.listen-address: %w", err))
@@ -252,6 +254,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
 	}
+	// Every return closes the collector, but the shutdown's, which closes it
+	// within the grace period and may leave without it.
+	closeOnReturn := true
+	defer func() {
+		if closeOnReturn {
+			c.Close()
+		}
+	}()
 	if !f.once {
 		debug.FreeOSMemory() // the kernel BTF parsed for loading, garbage now
 	}
@@ -266,7 +276,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	if f.once {
-		defer c.Close()
 		if err := c.Cycle(ctx); err != nil {
 			fmt.Fprintf(stderr, "ebpf-metrics: collection failed: %v\n", err)
 			return exitRuntime
@@ -280,8 +289,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	var push *otlp.Pusher
 	if f.otlpConfig.Enabled() {
-		if push, err = otlp.New(f.otlpConfig, cache, cmp.Or(f.namespace, exposition.DefaultNamespace), logger); err != nil {
-			c.Close()
+		if push, err = otlp.New(f.otlpConfig, cache, f.namespace, logger); err != nil {
 			fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 			return exitRuntime
 		}
@@ -290,7 +298,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	hist, recorder, err := newHistory(&cfg, c.Publisher(), f.namespace, reg)
 	if err != nil {
-		c.Close()
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
 	}
@@ -309,7 +316,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Handlers:            routes,
 	}, cache, logger)
 	if err != nil {
-		c.Close()
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
 	}
@@ -346,6 +352,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// anything the cycle uses. If that takes longer than the grace, exit
 	// without it: the process's exit releases every fd, and nothing is
 	// closed under a running cycle.
+	closeOnReturn = false
 	closed := make(chan struct{})
 	go func() {
 		c.Close()

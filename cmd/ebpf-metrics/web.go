@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"fmt"
 	"net/http"
 
@@ -26,11 +25,10 @@ func newHistory(cfg *config.Config, pub *snapshot.Publisher, namespace string, r
 	if err != nil {
 		return nil, nil, fmt.Errorf("history_bytes: %w", err)
 	}
-	ns := cmp.Or(namespace, exposition.DefaultNamespace)
-	if err := reg.Register(history.NewMetrics(h, ns)); err != nil {
+	if err := reg.Register(history.NewMetrics(h, namespace)); err != nil {
 		return nil, nil, fmt.Errorf("registering the history's metrics: %w", err)
 	}
-	return h, history.NewRecorder(h, pub, ns), nil
+	return h, history.NewRecorder(h, pub, namespace), nil
 }
 
 // webRoutes returns the status page for / and what it needs beside the
@@ -38,7 +36,7 @@ func newHistory(cfg *config.Config, pub *snapshot.Publisher, namespace string, r
 // history.
 func webRoutes(f *flags, cache *exposition.Cache, h *history.History) (http.Handler, map[string]http.Handler) {
 	opts := statuspage.Options{
-		Namespace:     cmp.Or(f.namespace, exposition.DefaultNamespace),
+		Namespace:     f.namespace,
 		TelemetryPath: f.path,
 		Pprof:         f.pprof,
 		Version:       version.Version,

@@ -13,6 +13,8 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 	"golang.org/x/net/http/httpguts"
+
+	agentconfig "github.com/ebpf-metrics/ebpf-metrics/internal/config"
 )
 
 // Protocols of --otlp.protocol.
@@ -28,9 +30,9 @@ const (
 const DefaultTimeout = 10 * time.Second
 
 // MinInterval is the shortest --otlp.interval, the shortest collection
-// interval too: pushing more often than the agent collects sends the same
+// interval: pushing more often than the agent collects sends the same
 // values again.
-const MinInterval = 100 * time.Millisecond
+const MinInterval = agentconfig.MinCollectionInterval
 
 // defaultHTTPPath is where an OTLP/HTTP receiver takes metrics; an endpoint
 // URL without a path gets it, as OTEL_EXPORTER_OTLP_ENDPOINT does.
