@@ -10,8 +10,9 @@ import (
 // --path.procfs holds for every read of procfs the agent makes. It is
 // gathered by the Cache after each cycle, never per scrape.
 type processCollector struct {
-	procfs string
-	descs  [numProcessMetrics]*prometheus.Desc
+	fs    procfs.FS
+	fsErr error // the procfs path is checked at start: an error here is for tests
+	descs [numProcessMetrics]*prometheus.Desc
 }
 
 const (
@@ -40,7 +41,8 @@ var processMetrics = [numProcessMetrics]struct{ name, help string }{
 }
 
 func newProcessCollector(procfsPath string) *processCollector {
-	c := &processCollector{procfs: procfsPath}
+	c := &processCollector{}
+	c.fs, c.fsErr = procfs.NewFS(procfsPath)
 	for i, m := range processMetrics {
 		c.descs[i] = prometheus.NewDesc(m.name, m.help, nil, nil)
 	}
@@ -56,11 +58,10 @@ func (c *processCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect sends what it could read; like client_golang's collector without
 // ReportErrors, it leaves out what it could not.
 func (c *processCollector) Collect(ch chan<- prometheus.Metric) {
-	fs, err := procfs.NewFS(c.procfs)
-	if err != nil {
+	if c.fsErr != nil {
 		return
 	}
-	p, err := fs.Self()
+	p, err := c.fs.Self()
 	if err != nil {
 		return
 	}

@@ -101,11 +101,7 @@ type ServerConfig struct {
 // SnapshotReady returns a ServerConfig.Ready that reports whether pub holds
 // the snapshot of a complete cycle.
 func SnapshotReady(pub *snapshot.Publisher) func() bool {
-	return func() bool {
-		var s snapshot.Snapshot
-		pub.Load(&s)
-		return s.Valid
-	}
+	return pub.Valid
 }
 
 func (cfg *ServerConfig) setDefaults() {

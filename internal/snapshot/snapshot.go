@@ -229,6 +229,14 @@ func (p *Publisher) Publish(s *Snapshot) {
 	p.mu.Unlock()
 }
 
+// Valid reports whether the published snapshot is of a complete cycle,
+// without copying it.
+func (p *Publisher) Valid() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.snap.Valid
+}
+
 // Load copies the published snapshot into *dst.
 func (p *Publisher) Load(dst *Snapshot) {
 	p.mu.RLock()
