@@ -5,11 +5,13 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Holders finds the processes that hold a file descriptor of a BPF map,
@@ -27,7 +29,8 @@ import (
 // BPF files are recognised by their file_operations, which are not exported
 // (and not in kallsyms without CONFIG_KALLSYMS_ALL): LoadHolders calibrates
 // them from the agent's own map, program and link descriptors, by a first
-// pass restricted to the agent's own files. Where a kind has a second
+// pass restricted to the agent's own files (on Linux 6.1 and later, a walk
+// of those files only: CalibrationScope). Where a kind has a second
 // file_operations (bpf_link_fops_poll, Linux 6.10 and later, for links
 // whose type supports poll: struct_ops), the iterator knows its files by
 // the name of their anonymous inode (bpf-map, bpf-prog; bpf_link, or
@@ -48,6 +51,8 @@ type Holders struct {
 	link    *link.Iter
 	own     []OwnObject
 	cgroups error // why the cgroups are not read in the kernel; nil if they are
+	// calibrationScope: CalibrationOwnProcess or CalibrationEveryProcess.
+	calibrationScope string
 
 	epoch     uint32
 	epochSent uint32 // the epoch last written into the iterator
@@ -145,7 +150,8 @@ func LoadHolders(gate Gate, procfs string, opts HolderOptions) (_ *Holders, err 
 	if err := fdHeadroom(procfs, holderFDs); err != nil {
 		return nil, err
 	}
-	h := &Holders{gate: gate, fd: -1, buf: make([]byte, iterReadSize), epoch: 1}
+	h := &Holders{gate: gate, fd: -1, buf: make([]byte, iterReadSize), epoch: 1,
+		calibrationScope: CalibrationEveryProcess}
 	h.path = make([]byte, 0, 1+holderCgroupLevels*holderCgroupName)
 	defer func() {
 		if err != nil {
@@ -238,7 +244,12 @@ func (h *Holders) calibrate() error {
 	want := [NumKinds]int{h.objs.SentCgroups.FD(), h.objs.Holders.FD(), h.link.FD()}
 	var found [NumKinds]holdersHoldFile
 	var seen [NumKinds]bool
-	if err := h.open(); err != nil {
+	linkFD := h.link.FD()
+	if own, err := h.ownProcessLink(); err == nil {
+		defer Close(own)
+		linkFD, h.calibrationScope = own, CalibrationOwnProcess
+	}
+	if err := h.openLink(linkFD); err != nil {
 		return fmt.Errorf("%w: %w", errCalibration, err)
 	}
 	defer h.close()
@@ -298,6 +309,61 @@ func (h *Holders) calibrate() error {
 	}
 	return nil
 }
+
+// Where the calibration pass looks for the agent's own files.
+const (
+	// CalibrationEveryProcess: the pass walks every file of every process,
+	// and the program ignores all but the agent's.
+	CalibrationEveryProcess = "every process"
+	// CalibrationOwnProcess: the pass walks the agent's files only (a task
+	// iterator limited to one process, Linux 6.1), so that loading does
+	// not cost a walk of every descriptor on the node.
+	CalibrationOwnProcess = "own process"
+)
+
+// iterTaskInfo is the task member of union bpf_iter_link_info (uapi
+// linux/bpf.h, Linux 6.1): a task iterator limited to one thread (tid) or
+// process (pid). The union is 16 bytes, the size of its cgroup member.
+type iterTaskInfo struct {
+	tid, pid, pidFD uint32
+	_               uint32
+}
+
+// linkInfoIterTaskPID is the offset in bpf_link_info of iter.task.pid,
+// where the kernel reports the process an iterator link is limited to.
+const linkInfoIterTaskPID = 36
+
+// ownProcessLink attaches the holders program a second time, limited to
+// the agent's process, and returns the link's fd. It fails where the
+// kernel does not take the limit (before Linux 6.1, E2BIG) or does not
+// apply it to task_file iterators (Linux 6.0 takes the parameter for
+// cgroup iterators only): the link's info must report the agent's PID.
+func (h *Holders) ownProcessLink() (int, error) {
+	pid := uint32(unix.Getpid())
+	info := &iterTaskInfo{pid: pid}
+	attr := linkCreateAttr{ProgFD: uint32(h.objs.Holders.FD()), AttachType: uint32(AttachTypeTraceIter)}
+	*(*uint64)(unsafe.Pointer(&attr.Union1[0])) = uint64(uintptr(unsafe.Pointer(info)))
+	*(*uint32)(unsafe.Pointer(&attr.Union1[8])) = uint32(unsafe.Sizeof(*info))
+	fd, err := BPF(CmdLinkCreate, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	runtime.KeepAlive(info)
+	if err != nil {
+		return -1, err
+	}
+	li := new(LinkInfo)
+	if err := LinkInfoByFD(fd, li); err != nil {
+		Close(fd)
+		return -1, err
+	}
+	if got := *(*uint32)(unsafe.Pointer(&(*[unsafe.Sizeof(LinkInfo{})]byte)(unsafe.Pointer(li))[linkInfoIterTaskPID])); got != pid {
+		Close(fd)
+		return -1, fmt.Errorf("the kernel did not limit the iterator to process %d", pid)
+	}
+	return fd, nil
+}
+
+// CalibrationScope says which processes' files the calibration pass walked:
+// CalibrationOwnProcess or CalibrationEveryProcess.
+func (h *Holders) CalibrationScope() string { return h.calibrationScope }
 
 // CgroupsErr says why the iterator does not read cgroups (the kernel
 // refused the code that does), or nil when it does.

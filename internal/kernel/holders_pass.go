@@ -63,8 +63,11 @@ func (h *Holders) Next(rec *HolderRecord) error {
 }
 
 // open creates the iterator's file descriptor.
-func (h *Holders) open() error {
-	attr := iterCreateAttr{LinkFD: uint32(h.link.FD())}
+func (h *Holders) open() error { return h.openLink(h.link.FD()) }
+
+// openLink opens a pass of the iterator attached by linkFD.
+func (h *Holders) openLink(linkFD int) error {
+	attr := iterCreateAttr{LinkFD: uint32(linkFD)}
 	fd, err := BPF(CmdIterCreate, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"fmt"
+	"github.com/cilium/ebpf/btf"
 	"os"
 	"runtime"
 	"strings"
@@ -589,5 +590,41 @@ func TestHoldersCloseTwiceThenBegin(t *testing.T) {
 	}
 	if err := h.Begin(); err != errHoldersClosed {
 		t.Errorf("Begin after Close: %v, want %v", err, errHoldersClosed)
+	}
+}
+
+// TestHoldersCalibrateOnTheAgentsFilesOnly: where the kernel can limit a
+// task iterator to one process (union bpf_iter_link_info has its task
+// member, Linux 6.1), calibrating walks the agent's own files only, not
+// every descriptor on the node; elsewhere it walks them all, as before.
+func TestHoldersCalibrateOnTheAgentsFilesOnly(t *testing.T) {
+	testutil.RequireBPF(t)
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var linfo *btf.Union
+	if err := spec.TypeByName("bpf_iter_link_info", &linfo); err != nil {
+		t.Fatal(err)
+	}
+	want := CalibrationEveryProcess
+	for _, m := range linfo.Members {
+		if m.Name == "task" {
+			want = CalibrationOwnProcess
+		}
+	}
+	child := holder.Start(t, holder.Spec{Maps: 1, Programs: 1})
+	h, err := LoadHolders(&countingGate{}, "/proc", HolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if got := h.CalibrationScope(); got != want {
+		t.Errorf("calibration walked %q, want %q", got, want)
+	}
+	// Calibrated on its own files, the iterator still finds another
+	// process's.
+	if got, want := runHolders(t, h).objects[uint32(child.PID)], childObjects(child); !mapsEqual(got, want) {
+		t.Errorf("holder %d holds %v, want %v", child.PID, got, want)
 	}
 }

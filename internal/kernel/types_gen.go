@@ -198,6 +198,23 @@ var _ = [1]struct{}{}[unsafe.Sizeof(iterCreateAttr{})-8]
 var _ = [1]struct{}{}[unsafe.Offsetof(iterCreateAttr{}.LinkFD)-0]
 var _ = [1]struct{}{}[unsafe.Offsetof(iterCreateAttr{}.Flags)-4]
 
+// linkCreateAttr is the layout of bpf_attr (BPF_LINK_CREATE) (64 bytes).
+type linkCreateAttr struct {
+	_          structs.HostLayout
+	ProgFD     uint32
+	TargetFD   uint32
+	AttachType uint32 // attach_type
+	Flags      uint32 // flags
+	Union1     [48]byte
+}
+
+var _ = [1]struct{}{}[unsafe.Sizeof(linkCreateAttr{})-64]
+var _ = [1]struct{}{}[unsafe.Offsetof(linkCreateAttr{}.ProgFD)-0]
+var _ = [1]struct{}{}[unsafe.Offsetof(linkCreateAttr{}.TargetFD)-4]
+var _ = [1]struct{}{}[unsafe.Offsetof(linkCreateAttr{}.AttachType)-8]
+var _ = [1]struct{}{}[unsafe.Offsetof(linkCreateAttr{}.Flags)-12]
+var _ = [1]struct{}{}[unsafe.Offsetof(linkCreateAttr{}.Union1)-16]
+
 // linkAttachTypeOffset gives, per link type, the byte offset in LinkInfo of
 // the attach_type field of that type's union member; 0 where there is none.
 var linkAttachTypeOffset = [...]uint32{

@@ -69,6 +69,7 @@ func run(btfPath, out string) error {
 		{"infoAttr", "BPF_OBJ_GET_INFO_BY_FD", named("info")},
 		{"enableStatsAttr", "BPF_ENABLE_STATS", named("enable_stats")},
 		{"iterCreateAttr", "BPF_ITER_CREATE", named("iter_create")},
+		{"linkCreateAttr", "BPF_LINK_CREATE", named("link_create")},
 	} {
 		st, err := findAttr(attr, a.match)
 		if err != nil {
