@@ -249,7 +249,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 				"collector_ready", loaded, "first_cycle", time.Since(started)-loaded)
 		}
 	}
-	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger, OnPublish: onPublish})
+	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger, OnPublish: onPublish,
+		FirstCycle: f.once})
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime

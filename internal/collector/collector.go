@@ -60,6 +60,12 @@ type Options struct {
 	// kernel.LoadIteratorsWith, sharing the kernel BTF with the holders
 	// iterator.
 	LoadIterators func(gate kernel.Gate, procfs string) (kernel.IteratorSource, [kernel.NumKinds]error, error)
+	// FirstCycle says that the caller runs Cycle as soon as New returns
+	// (--once): the first cycle's holders pass is then taken during New,
+	// as soon as the holders iterator is loaded, beside the loading of the
+	// object iterators, instead of on the cycle's critical path. Objects
+	// created between that pass and the cycle have no holder in it.
+	FirstCycle bool
 }
 
 // Collector runs collection cycles. Cycles never run concurrently (Cycle

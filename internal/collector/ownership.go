@@ -25,6 +25,7 @@ var passOrder = [kernel.NumKinds]kernel.Kind{kernel.KindLink, kernel.KindProg, k
 // ownership is the attribution's state.
 type ownership struct {
 	src     owner.Source // nil: no ownership
+	taken   bool         // the next cycle's holders pass was taken while loading
 	holders *kernel.Holders
 	owners  *inventory.Owners
 	held    [kernel.NumKinds]*inventory.Refs // objects held by a descriptor
@@ -133,19 +134,34 @@ func (c *Collector) chooseOwnership(opts Options) {
 // holdersLoad is the holders iterator loading in a goroutine of its own.
 type holdersLoad struct {
 	h    *kernel.Holders
+	src  *owner.Iter // reading h
 	err  error
 	done chan struct{}
 }
 
 // loadHolders starts loading the holders iterator, with the collector's
-// BTF.
-func (c *Collector) loadHolders(procfs string) {
+// BTF. With firstPass, the goroutine goes on with the first cycle's
+// holders pass, while the object iterators may still be loading: it owns
+// c.attr until done is closed.
+func (c *Collector) loadHolders(procfs string, firstPass bool) {
 	l := &holdersLoad{done: make(chan struct{})}
 	c.hload = l
 	gate, cache := c.gate, c.btf
 	go func() {
 		defer close(l.done)
-		l.h, l.err = kernel.LoadHolders(gate, procfs, kernel.HolderOptions{BTF: cache})
+		if l.h, l.err = kernel.LoadHolders(gate, procfs, kernel.HolderOptions{BTF: cache}); l.err != nil {
+			return
+		}
+		if l.src, l.err = owner.NewIter(l.h, procfs, gate); l.err != nil {
+			l.h.Close()
+			l.h = nil
+			return
+		}
+		if firstPass {
+			c.attr.src = l.src
+			c.holdersPass()
+			c.attr.taken = true
+		}
 	}()
 }
 
@@ -154,9 +170,13 @@ func (c *Collector) loadHolders(procfs string) {
 func (c *Collector) discardHolders() {
 	if l := c.hload; l != nil {
 		<-l.done
+		if l.src != nil {
+			l.src.Close()
+		}
 		if l.h != nil {
 			l.h.Close()
 		}
+		c.attr.src, c.attr.taken = nil, false
 		c.hload = nil
 	}
 }
@@ -166,17 +186,12 @@ func (c *Collector) loadOwnerSource(opts Options) owner.Source {
 	if l := c.hload; l != nil {
 		<-l.done
 		c.hload = nil
-		h, err := l.h, l.err
-		if err == nil {
-			var src *owner.Iter
-			if src, err = owner.NewIter(h, opts.ProcFS, c.gate); err == nil {
-				c.attr.holders = h
-				c.addOwn(h.Own())
-				return src
-			}
-			h.Close()
+		if l.err == nil {
+			c.attr.holders = l.h
+			c.addOwn(l.h.Own())
+			return l.src
 		}
-		errs = append(errs, fmt.Errorf("holders iterator: %w", err))
+		errs = append(errs, fmt.Errorf("holders iterator: %w", l.err))
 	}
 	src, err := owner.NewProc(opts.ProcFS, c.gate)
 	if err == nil {
@@ -204,6 +219,10 @@ func (o *ownership) close() {
 // like any failed operation: it does not stop the collection.
 func (c *Collector) holdersPass() {
 	o := &c.attr
+	if o.taken {
+		o.taken = false // while loading: Options.FirstCycle
+		return
+	}
 	o.owners.Begin()
 	for k := range o.held {
 		o.held[k].Reset()

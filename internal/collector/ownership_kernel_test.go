@@ -222,3 +222,49 @@ func pinnedMap(t *testing.T) uint32 {
 	m.Close()
 	return id
 }
+
+// TestKernelFirstCycleHoldersPassWhileLoading: with Options.FirstCycle, New
+// takes the first cycle's holders pass as soon as the holders iterator is
+// loaded, the first cycle uses it and attributes exactly, and the next
+// cycle takes a pass of its own (a holder started after the first cycle
+// owns its objects).
+func TestKernelFirstCycleHoldersPassWhileLoading(t *testing.T) {
+	testutil.RequireBPF(t)
+	first := holder.Start(t, holder.Spec{Maps: 2, Programs: 1, Links: 1})
+	opts := kernelConfig(t, config.ModeAuto)
+	opts.FirstCycle = true
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.attr.src == nil || c.attr.src.Mode() != "iterator" {
+		t.Fatalf("holders not read by the iterator: %v", c.attr.src)
+	}
+	if !c.attr.taken {
+		t.Fatal("New did not take the first cycle's holders pass")
+	}
+	owns := func(h *holder.Child) {
+		t.Helper()
+		s := new(snapshot.Snapshot)
+		c.Publisher().Load(s)
+		got, ok := findOwner(&s.Owners, h.Comm, h.ContainerID, h.PodUID)
+		want := [kernel.NumKinds]uint64{uint64(len(h.Maps)), uint64(len(h.Programs) + len(h.Helpers)), uint64(len(h.Links))}
+		if !ok || got.Objects != want {
+			t.Errorf("holder %d: owner found %v, objects %v; want %v", h.PID, ok, got.Objects, want)
+		}
+	}
+	if err := c.Cycle(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if c.attr.taken {
+		t.Error("the first cycle left the pass taken while loading for the next")
+	}
+	owns(first)
+	second := holder.Start(t, holder.Spec{Maps: 1, Programs: 1})
+	if err := c.Cycle(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	owns(first)
+	owns(second)
+}

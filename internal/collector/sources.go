@@ -56,7 +56,7 @@ func (c *Collector) chooseSources(opts Options) error {
 
 	if mode != config.ModeSyscall {
 		if opts.OwnerSource == nil && c.cfg.MaxOwners > 0 {
-			c.loadHolders(opts.ProcFS) // beside the object iterators: both take tens of ms of CPU
+			c.loadHolders(opts.ProcFS, opts.FirstCycle) // beside the object iterators: both take tens of ms of CPU
 		}
 		it, errs, err := opts.LoadIterators(c.gate, opts.ProcFS)
 		switch {
