@@ -100,7 +100,8 @@ func (s *SyscallSource) NewReader() (Reader, error) {
 type syscallReader struct {
 	src    *SyscallSource
 	fdinfo *FDInfoReader
-	fd     int // the fd the last OpGetFD opened
+	fd     int  // the fd the last OpGetFD opened
+	full   bool // the read in progress wants a program's maps
 	maps   UsedMaps
 	fi     FDInfo
 	mi     MapInfo
@@ -147,7 +148,13 @@ func (r *syscallReader) call(op Op, k Kind, arg int) error {
 		case KindMap:
 			return s.MapInfo(arg, &r.mi)
 		case KindProg:
-			return s.ProgInfo(arg, &r.pi, &r.maps)
+			// Map IDs only for a full read: a stats-only read, every
+			// program every cycle, would copy them for nothing.
+			var maps *UsedMaps
+			if r.full {
+				maps = &r.maps
+			}
+			return s.ProgInfo(arg, &r.pi, maps)
 		default:
 			return s.LinkInfo(arg, &r.li)
 		}
@@ -181,7 +188,8 @@ func (r *syscallReader) Read(k Kind, id uint32, need Need, rec *Record) error {
 
 func (r *syscallReader) read(k Kind, id uint32, fd int, need Need, rec *Record) error {
 	rec.ID = id
-	wantInfo := need&NeedDetails != 0 || (k == KindProg && need&NeedStats != 0)
+	r.full = need&NeedDetails != 0
+	wantInfo := r.full || (k == KindProg && need&NeedStats != 0)
 	if wantInfo {
 		if err := r.do(OpInfo, k, id, fd); err != nil {
 			return err
