@@ -53,12 +53,8 @@ type Holders struct {
 	epochSent uint32 // the epoch last written into the iterator
 
 	// The pass in progress.
-	fd    int
-	buf   []byte
-	start int
-	end   int
-	eof   bool
-	path  []byte // the path of the last cgroup record
+	stream recordStream
+	path   []byte // the path of the last cgroup record
 }
 
 // HolderOptions changes how LoadHolders loads the iterator.
@@ -145,7 +141,7 @@ func LoadHolders(gate Gate, procfs string, opts HolderOptions) (_ *Holders, err 
 	if err := fdHeadroom(procfs, holderFDs); err != nil {
 		return nil, err
 	}
-	h := &Holders{gate: gate, fd: -1, buf: make([]byte, iterReadSize), epoch: 1}
+	h := &Holders{gate: gate, stream: newHolderStream(make([]byte, iterReadSize)), epoch: 1}
 	h.path = make([]byte, 0, 1+holderCgroupLevels*holderCgroupName)
 	defer func() {
 		if err != nil {
@@ -238,12 +234,13 @@ func (h *Holders) calibrate() error {
 	want := [NumKinds]int{h.objs.SentCgroups.FD(), h.objs.Holders.FD(), h.link.FD()}
 	var found [NumKinds]holdersHoldFile
 	var seen [NumKinds]bool
-	if err := h.open(); err != nil {
+	// Part of loading: no collection limits or counts it.
+	if err := h.stream.open(noGate{}, NumKinds, h.link.FD()); err != nil {
 		return fmt.Errorf("%w: %w", errCalibration, err)
 	}
-	defer h.close()
+	defer h.stream.close(noGate{}, NumKinds)
 	for {
-		b, err := h.record()
+		b, err := h.stream.next(noGate{}, NumKinds)
 		if err == ErrEndOfList {
 			break
 		}
