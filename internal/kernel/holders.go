@@ -167,7 +167,7 @@ func LoadHolders(gate Gate, procfs string, opts HolderOptions) (_ *Holders, err 
 	if err != nil {
 		return nil, fmt.Errorf("attaching the holders iterator: %w", err)
 	}
-	if err := h.findOwn(); err != nil {
+	if h.own, err = ownObjects("holders iterator", h.objs.Holders, h.link); err != nil {
 		return nil, err
 	}
 	if err := h.calibrate(); err != nil {
@@ -192,28 +192,6 @@ func (h *Holders) load(cgroups bool, cache *btf.Cache) error {
 	if err := spec.LoadAndAssign(&h.objs, &ebpf.CollectionOptions{Cache: cache}); err != nil {
 		return fmt.Errorf("loading the holders iterator: %w", err)
 	}
-	return nil
-}
-
-// findOwn records the IDs of the objects the iterator consists of.
-func (h *Holders) findOwn() error {
-	info, err := h.objs.Holders.Info()
-	if err != nil {
-		return fmt.Errorf("reading the holders iterator's info: %w", err)
-	}
-	if id, ok := info.ID(); ok {
-		h.own = append(h.own, OwnObject{KindProg, uint32(id)})
-	}
-	if ids, ok := info.MapIDs(); ok {
-		for _, id := range ids {
-			h.own = append(h.own, OwnObject{KindMap, uint32(id)})
-		}
-	}
-	linfo, err := h.link.Info()
-	if err != nil {
-		return fmt.Errorf("reading the holders iterator link's info: %w", err)
-	}
-	h.own = append(h.own, OwnObject{KindLink, uint32(linfo.ID)})
 	return nil
 }
 

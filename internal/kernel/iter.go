@@ -188,32 +188,33 @@ func loadIterKind(k Kind, spec *ebpf.CollectionSpec, cache *btf.Cache) (_ *iterK
 	if err != nil {
 		return nil, fmt.Errorf("attaching %s: %w", name, err)
 	}
-	if err := ik.findOwn(k); err != nil {
+	if ik.own, err = ownObjects("iterator", ik.prog, ik.link); err != nil {
 		return nil, err
 	}
 	return ik, nil
 }
 
-// findOwn records the IDs of the objects this iterator consists of.
-func (ik *iterKind) findOwn(k Kind) error {
-	info, err := ik.prog.Info()
+// ownObjects returns the objects an iterator consists of: its program, the
+// maps the program uses and its link. what names the iterator in errors.
+func ownObjects(what string, prog *ebpf.Program, l *link.Iter) ([]OwnObject, error) {
+	info, err := prog.Info()
 	if err != nil {
-		return fmt.Errorf("reading the iterator program's info: %w", err)
+		return nil, fmt.Errorf("reading the %s program's info: %w", what, err)
 	}
+	var own []OwnObject
 	if id, ok := info.ID(); ok {
-		ik.own = append(ik.own, OwnObject{KindProg, uint32(id)})
+		own = append(own, OwnObject{KindProg, uint32(id)})
 	}
 	if ids, ok := info.MapIDs(); ok {
 		for _, id := range ids {
-			ik.own = append(ik.own, OwnObject{KindMap, uint32(id)})
+			own = append(own, OwnObject{KindMap, uint32(id)})
 		}
 	}
-	linfo, err := ik.link.Info()
+	linfo, err := l.Info()
 	if err != nil {
-		return fmt.Errorf("reading the iterator link's info: %w", err)
+		return nil, fmt.Errorf("reading the %s link's info: %w", what, err)
 	}
-	ik.own = append(ik.own, OwnObject{KindLink, uint32(linfo.ID)})
-	return nil
+	return append(own, OwnObject{KindLink, uint32(linfo.ID)}), nil
 }
 
 func (ik *iterKind) close() {
