@@ -117,26 +117,23 @@ func (s *recordStream) fill(gate Gate, k Kind) error {
 		s.end = copy(s.buf, s.buf[s.start:s.end])
 		s.start = 0
 	}
-	for try := 0; ; try++ {
-		if err := gate.Acquire(OpIterRead); err != nil {
-			return err
-		}
-		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(s.fd), uintptr(unsafe.Pointer(&s.buf[s.end])), uintptr(len(s.buf)-s.end))
+	var n uintptr
+	err := gated(gate, OpIterRead, k, 0, nil, func() error {
+		var errno unix.Errno
+		n, _, errno = unix.Syscall(unix.SYS_READ, uintptr(s.fd), uintptr(unsafe.Pointer(&s.buf[s.end])), uintptr(len(s.buf)-s.end))
 		if errno != 0 {
-			if retry(errno, try) {
-				gate.Release(OpIterRead, k, 0, nil)
-				continue
-			}
-			gate.Release(OpIterRead, k, 0, errno)
 			return errno
 		}
-		gate.Release(OpIterRead, k, 0, nil)
-		if n == 0 {
-			s.eof = true
-		}
-		s.end += int(n)
 		return nil
+	})
+	if err != nil {
+		return err
 	}
+	if n == 0 {
+		s.eof = true
+	}
+	s.end += int(n)
+	return nil
 }
 
 // noGate admits every call and counts none: for the holders iterator's
