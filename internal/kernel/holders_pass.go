@@ -50,11 +50,12 @@ func (h *Holders) Next(rec *HolderRecord) error {
 	return h.decode(b, rec)
 }
 
-// The sizes of holders.h.
+// The sizes of holders.h, from the generated layouts: a hand-typed number
+// would go stale when the C changes.
 const (
-	holderHeaderSize   = 4
-	holderCgroupLevels = 8
-	holderCgroupName   = 128
+	holderHeaderSize   = int(unsafe.Sizeof(holdersHoldCgroup{}.H))
+	holderCgroupLevels = len(holdersHoldCgroup{}.Name)
+	holderCgroupName   = len(holdersHoldCgroup{}.Name[0])
 	holderMaxRecord    = int(unsafe.Sizeof(holdersHoldCgroup{}))
 
 	holdTagProcess = 3
