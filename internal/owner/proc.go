@@ -187,7 +187,7 @@ func (c *procCache) setCgroup(d *procDir, pid uint32, start uint64, cur *Process
 // since boot) of a /proc/<pid>/stat. The comm is between the first "(" and
 // the last ")": it may hold both.
 func parseStat(b []byte) (comm []byte, start uint64, ok bool) {
-	open := indexByte(b, '(')
+	open := bytes.IndexByte(b, '(')
 	end := bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
 		return nil, 0, false
