@@ -105,11 +105,12 @@ func (p *pool) stop() {
 	})
 }
 
-// read runs job j with reader r, and keeps a program's maps with it.
+// read runs job j with reader r, and keeps a program's maps with it: only
+// a full read has them.
 func read(r kernel.Reader, j *job) {
 	j.err = r.Read(j.kind, j.id, j.need, j.rec)
 	j.maps.N = 0
-	if j.kind == kernel.KindProg {
+	if j.kind == kernel.KindProg && j.need&kernel.NeedDetails != 0 {
 		j.maps.N = copy(j.maps.IDs[:], r.UsedMaps())
 	}
 }

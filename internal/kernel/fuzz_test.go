@@ -228,7 +228,8 @@ func nextOverSocket(t *testing.T, k Kind, stream []byte, stats bool, split uint1
 	})
 	watchdog := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("nextOverSocket hung: %d bytes, split %d", len(stream), split)) })
 	defer watchdog.Stop()
-	it := &Iterators{gate: &countingGate{}, fd: fds[0], buf: make([]byte, iterReadSize), ck: k, stats: stats}
+	it := &Iterators{gate: &countingGate{}, stream: newObjectStream(make([]byte, iterReadSize)), ck: k, stats: stats}
+	it.stream.fd = fds[0]
 	var out []decoded
 	for {
 		var rec Record

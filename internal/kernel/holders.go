@@ -58,12 +58,8 @@ type Holders struct {
 	epochSent uint32 // the epoch last written into the iterator
 
 	// The pass in progress.
-	fd    int
-	buf   []byte
-	start int
-	end   int
-	eof   bool
-	path  []byte // the path of the last cgroup record
+	stream recordStream
+	path   []byte // the path of the last cgroup record
 }
 
 // HolderOptions changes how LoadHolders loads the iterator.
@@ -150,7 +146,7 @@ func LoadHolders(gate Gate, procfs string, opts HolderOptions) (_ *Holders, err 
 	if err := fdHeadroom(procfs, holderFDs); err != nil {
 		return nil, err
 	}
-	h := &Holders{gate: gate, fd: -1, buf: make([]byte, iterReadSize), epoch: 1,
+	h := &Holders{gate: gate, stream: newHolderStream(make([]byte, iterReadSize)), epoch: 1,
 		calibrationScope: CalibrationEveryProcess}
 	h.path = make([]byte, 0, 1+holderCgroupLevels*holderCgroupName)
 	defer func() {
@@ -177,7 +173,7 @@ func LoadHolders(gate Gate, procfs string, opts HolderOptions) (_ *Holders, err 
 	if err != nil {
 		return nil, fmt.Errorf("attaching the holders iterator: %w", err)
 	}
-	if err := h.findOwn(); err != nil {
+	if h.own, err = ownObjects("holders iterator", h.objs.Holders, h.link); err != nil {
 		return nil, err
 	}
 	if err := h.calibrate(); err != nil {
@@ -205,28 +201,6 @@ func (h *Holders) load(cgroups bool, cache *btf.Cache) error {
 	return nil
 }
 
-// findOwn records the IDs of the objects the iterator consists of.
-func (h *Holders) findOwn() error {
-	info, err := h.objs.Holders.Info()
-	if err != nil {
-		return fmt.Errorf("reading the holders iterator's info: %w", err)
-	}
-	if id, ok := info.ID(); ok {
-		h.own = append(h.own, OwnObject{KindProg, uint32(id)})
-	}
-	if ids, ok := info.MapIDs(); ok {
-		for _, id := range ids {
-			h.own = append(h.own, OwnObject{KindMap, uint32(id)})
-		}
-	}
-	linfo, err := h.link.Info()
-	if err != nil {
-		return fmt.Errorf("reading the holders iterator link's info: %w", err)
-	}
-	h.own = append(h.own, OwnObject{KindLink, uint32(linfo.ID)})
-	return nil
-}
-
 // reopenedLinkName is the name of a link's file that BPF_LINK_GET_FD_BY_ID
 // or BPF_OBJ_GET opened (bpf_link_new_fd), "bpf_link" being the name of one
 // the link's creation returned (bpf_link_prime).
@@ -249,12 +223,13 @@ func (h *Holders) calibrate() error {
 		defer Close(own)
 		linkFD, h.calibrationScope = own, CalibrationOwnProcess
 	}
-	if err := h.openLink(linkFD); err != nil {
+	// Part of loading: no collection limits or counts it.
+	if err := h.stream.open(noGate{}, NumKinds, linkFD); err != nil {
 		return fmt.Errorf("%w: %w", errCalibration, err)
 	}
-	defer h.close()
+	defer h.stream.close(noGate{}, NumKinds)
 	for {
-		b, err := h.record()
+		b, err := h.stream.next(noGate{}, NumKinds)
 		if err == ErrEndOfList {
 			break
 		}

@@ -132,7 +132,8 @@ func holdersOverSocket(t *testing.T, stream []byte, split uint16) ([]holderDecod
 	})
 	watchdog := time.AfterFunc(10*time.Second, func() { panic(fmt.Sprintf("holdersOverSocket hung: %d bytes, split %d", len(stream), split)) })
 	defer watchdog.Stop()
-	h := &Holders{gate: &countingGate{}, fd: fds[0], buf: make([]byte, iterReadSize)}
+	h := &Holders{gate: &countingGate{}, stream: newHolderStream(make([]byte, iterReadSize))}
+	h.stream.fd = fds[0]
 	var out []holderDecoded
 	for {
 		var rec HolderRecord

@@ -7,8 +7,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // Begin starts a pass over every process's BPF file descriptors.
@@ -23,72 +21,41 @@ func (h *Holders) Begin() error {
 		}
 		h.epochSent = h.epoch
 	}
-	if err := h.gate.Acquire(OpIterCreate); err != nil {
-		return err
-	}
-	err := h.open()
-	h.gate.Release(OpIterCreate, NumKinds, 0, err)
-	return err
+	return h.stream.open(h.gate, NumKinds, h.link.FD())
 }
 
 // End finishes the pass in progress, if any. A pass ended before its last
 // record may have lost cgroup paths the iterator counts as sent: the next
 // sends them again.
 func (h *Holders) End() error {
-	if h.fd < 0 {
+	if h.stream.fd < 0 {
 		return nil
 	}
-	if !h.eof || h.start != h.end {
+	if !h.stream.drained() {
 		h.ResendCgroups()
 	}
-	var err error
-	if h.gate.Acquire(OpClose) == nil {
-		err = Close(h.fd)
-		h.gate.Release(OpClose, NumKinds, 0, err)
-	} else {
-		err = Close(h.fd) // stopping: close anyway
-	}
-	h.fd = -1
-	return err
+	return h.stream.close(h.gate, NumKinds)
 }
 
 // Next fills rec with the next record of the pass. It returns ErrEndOfList
 // after the last one.
 func (h *Holders) Next(rec *HolderRecord) error {
-	b, err := h.recordGated()
+	if h.stream.fd < 0 {
+		return ErrEndOfList
+	}
+	b, err := h.stream.next(h.gate, NumKinds)
 	if err != nil {
 		return err
 	}
 	return h.decode(b, rec)
 }
 
-// open creates the iterator's file descriptor.
-func (h *Holders) open() error { return h.openLink(h.link.FD()) }
-
-// openLink opens a pass of the iterator attached by linkFD.
-func (h *Holders) openLink(linkFD int) error {
-	attr := iterCreateAttr{LinkFD: uint32(linkFD)}
-	fd, err := BPF(CmdIterCreate, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	if err != nil {
-		return err
-	}
-	h.fd, h.start, h.end, h.eof = fd, 0, 0, false
-	return nil
-}
-
-// close closes the calibration pass's descriptor.
-func (h *Holders) close() {
-	if h.fd >= 0 {
-		Close(h.fd)
-		h.fd = -1
-	}
-}
-
-// The sizes of holders.h.
+// The sizes of holders.h, from the generated layouts: a hand-typed number
+// would go stale when the C changes.
 const (
-	holderHeaderSize   = 4
-	holderCgroupLevels = 8
-	holderCgroupName   = 128
+	holderHeaderSize   = int(unsafe.Sizeof(holdersHoldCgroup{}.H))
+	holderCgroupLevels = len(holdersHoldCgroup{}.Name)
+	holderCgroupName   = len(holdersHoldCgroup{}.Name[0])
 	holderMaxRecord    = int(unsafe.Sizeof(holdersHoldCgroup{}))
 
 	holdTagProcess = 3
@@ -97,82 +64,6 @@ const (
 )
 
 func holderTag(b []byte) uint16 { return uint16(b[0]) | uint16(b[1])<<8 }
-
-// record returns the next whole record, reading more when needed, without
-// the gate (calibration).
-func (h *Holders) record() ([]byte, error) { return h.nextRecord(nil) }
-
-// recordGated is record with every read admitted by the gate.
-func (h *Holders) recordGated() ([]byte, error) { return h.nextRecord(h.gate) }
-
-func (h *Holders) nextRecord(gate Gate) ([]byte, error) {
-	if h.fd < 0 {
-		return nil, ErrEndOfList
-	}
-	for {
-		if n := h.end - h.start; n >= holderHeaderSize {
-			b := h.buf[h.start:h.end]
-			size := int(uint16(b[2]) | uint16(b[3])<<8)
-			if size < holderHeaderSize || size > holderMaxRecord {
-				return nil, errShortRecord
-			}
-			if n >= size {
-				h.start += size
-				return b[:size], nil
-			}
-		}
-		if h.eof {
-			if h.end != h.start {
-				return nil, errShortRecord
-			}
-			return nil, ErrEndOfList
-		}
-		if err := h.fill(gate); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// fill reads more records after the unread ones. A read interrupted or
-// told to try again is retried a bounded number of times, each attempt
-// through the gate, if any, like any other system call.
-func (h *Holders) fill(gate Gate) error {
-	if h.start > 0 {
-		h.end = copy(h.buf, h.buf[h.start:h.end])
-		h.start = 0
-	}
-	for try := 0; ; try++ {
-		if gate != nil {
-			if err := gate.Acquire(OpIterRead); err != nil {
-				return err
-			}
-		}
-		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(h.fd), uintptr(unsafe.Pointer(&h.buf[h.end])), uintptr(len(h.buf)-h.end))
-		var err error
-		if errno != 0 {
-			err = errno
-		}
-		again := err != nil && retry(err, try)
-		if gate != nil {
-			if again {
-				gate.Release(OpIterRead, NumKinds, 0, nil)
-			} else {
-				gate.Release(OpIterRead, NumKinds, 0, err)
-			}
-		}
-		if again {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			h.eof = true
-		}
-		h.end += int(n)
-		return nil
-	}
-}
 
 // decode fills rec from one record b, header included. It reads nothing
 // outside b: the record is copied into a zeroed layout of its type.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"reflect"
 	"sync"
-	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -32,14 +31,10 @@ type Iterators struct {
 	stats    bool // the pass in progress reads statistics
 
 	// The pass in progress.
-	maps  UsedMaps // of the last full program record
-	cur   *iterKind
-	ck    Kind
-	fd    int
-	buf   []byte
-	start int // first unread byte of buf
-	end   int // end of the bytes read
-	eof   bool
+	maps   UsedMaps // of the last full program record
+	cur    *iterKind
+	ck     Kind
+	stream recordStream
 }
 
 // iterKind is one kind's iterator: its program, the link the kernel runs it
@@ -104,7 +99,7 @@ func LoadIteratorsWith(gate Gate, procfs string, cache *btf.Cache) (*Iterators, 
 	if cache == nil {
 		cache = btf.NewCache()
 	}
-	it := &Iterators{gate: gate, fd: -1, buf: make([]byte, iterReadSize)}
+	it := &Iterators{gate: gate, stream: newObjectStream(make([]byte, iterReadSize))}
 	var wg sync.WaitGroup
 	for k := range NumKinds {
 		spec := spec.Copy()
@@ -193,32 +188,33 @@ func loadIterKind(k Kind, spec *ebpf.CollectionSpec, cache *btf.Cache) (_ *iterK
 	if err != nil {
 		return nil, fmt.Errorf("attaching %s: %w", name, err)
 	}
-	if err := ik.findOwn(k); err != nil {
+	if ik.own, err = ownObjects("iterator", ik.prog, ik.link); err != nil {
 		return nil, err
 	}
 	return ik, nil
 }
 
-// findOwn records the IDs of the objects this iterator consists of.
-func (ik *iterKind) findOwn(k Kind) error {
-	info, err := ik.prog.Info()
+// ownObjects returns the objects an iterator consists of: its program, the
+// maps the program uses and its link. what names the iterator in errors.
+func ownObjects(what string, prog *ebpf.Program, l *link.Iter) ([]OwnObject, error) {
+	info, err := prog.Info()
 	if err != nil {
-		return fmt.Errorf("reading the iterator program's info: %w", err)
+		return nil, fmt.Errorf("reading the %s program's info: %w", what, err)
 	}
+	var own []OwnObject
 	if id, ok := info.ID(); ok {
-		ik.own = append(ik.own, OwnObject{KindProg, uint32(id)})
+		own = append(own, OwnObject{KindProg, uint32(id)})
 	}
 	if ids, ok := info.MapIDs(); ok {
 		for _, id := range ids {
-			ik.own = append(ik.own, OwnObject{KindMap, uint32(id)})
+			own = append(own, OwnObject{KindMap, uint32(id)})
 		}
 	}
-	linfo, err := ik.link.Info()
+	linfo, err := l.Info()
 	if err != nil {
-		return fmt.Errorf("reading the iterator link's info: %w", err)
+		return nil, fmt.Errorf("reading the %s link's info: %w", what, err)
 	}
-	ik.own = append(ik.own, OwnObject{KindLink, uint32(linfo.ID)})
-	return nil
+	return append(own, OwnObject{KindLink, uint32(linfo.ID)}), nil
 }
 
 func (ik *iterKind) close() {
@@ -284,93 +280,27 @@ func (it *Iterators) Begin(k Kind, fullAbove uint32, stats bool) error {
 		}
 		ik.statsSet = stats
 	}
-	if err := it.gate.Acquire(OpIterCreate); err != nil {
+	if err := it.stream.open(it.gate, k, ik.link.FD()); err != nil {
 		return err
 	}
-	attr := iterCreateAttr{LinkFD: uint32(ik.link.FD())}
-	fd, err := BPF(CmdIterCreate, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
-	it.gate.Release(OpIterCreate, k, 0, err)
-	if err != nil {
-		return err
-	}
-	it.cur, it.ck, it.fd, it.stats = ik, k, fd, stats
-	it.start, it.end, it.eof = 0, 0, false
+	it.cur, it.ck, it.stats = ik, k, stats
 	return nil
 }
 
 // End finishes the pass in progress, if any.
 func (it *Iterators) End() error {
-	if it.fd < 0 {
-		return nil
-	}
-	var err error
-	if it.gate.Acquire(OpClose) == nil {
-		err = Close(it.fd)
-		it.gate.Release(OpClose, it.ck, 0, err)
-	} else {
-		err = Close(it.fd) // stopping: close anyway
-	}
-	it.fd, it.cur = -1, nil
-	return err
+	it.cur = nil
+	return it.stream.close(it.gate, it.ck)
 }
 
 // Next fills rec with the next object of the pass, in ascending ID order,
 // and reports whether the record was full. It returns ErrEndOfList after
 // the last one. A short record fills rec.ID and the fields that can change.
 func (it *Iterators) Next(rec *Record) (full bool, err error) {
-	const hdr = int(unsafe.Sizeof(iterMapRecord{}.H))
-	for {
-		if n := it.end - it.start; n >= hdr {
-			h := (*struct{ ID, Size uint32 })(unsafe.Pointer(&it.buf[it.start]))
-			size := int(h.Size)
-			if size < hdr || size > len(it.buf)/2 {
-				return false, errShortRecord
-			}
-			if n >= size {
-				b := it.buf[it.start : it.start+size]
-				it.start += size
-				it.maps.N = 0
-				return decodeRecord(it.ck, b, it.stats, rec, &it.maps)
-			}
-		}
-		if it.eof {
-			if it.end != it.start {
-				return false, errShortRecord
-			}
-			return false, ErrEndOfList
-		}
-		if err := it.fill(); err != nil {
-			return false, err
-		}
+	b, err := it.stream.next(it.gate, it.ck)
+	if err != nil {
+		return false, err
 	}
-}
-
-// fill reads more records after the unread ones. A read interrupted or
-// told to try again is retried a bounded number of times, each attempt
-// through the gate like any other system call.
-func (it *Iterators) fill() error {
-	if it.start > 0 {
-		it.end = copy(it.buf, it.buf[it.start:it.end])
-		it.start = 0
-	}
-	for try := 0; ; try++ {
-		if err := it.gate.Acquire(OpIterRead); err != nil {
-			return err
-		}
-		n, _, errno := unix.Syscall(unix.SYS_READ, uintptr(it.fd), uintptr(unsafe.Pointer(&it.buf[it.end])), uintptr(len(it.buf)-it.end))
-		if errno != 0 {
-			if retry(errno, try) {
-				it.gate.Release(OpIterRead, it.ck, 0, nil)
-				continue
-			}
-			it.gate.Release(OpIterRead, it.ck, 0, errno)
-			return errno
-		}
-		it.gate.Release(OpIterRead, it.ck, 0, nil)
-		if n == 0 {
-			it.eof = true
-		}
-		it.end += int(n)
-		return nil
-	}
+	it.maps.N = 0
+	return decodeRecord(it.ck, b, it.stats, rec, &it.maps)
 }

@@ -36,6 +36,30 @@ func retry(err error, try int) bool {
 	return (err == unix.EAGAIN || err == unix.EINTR) && try < maxEAGAIN
 }
 
+// gated makes call through gate as operation op on object id of kind k,
+// retrying it while retry allows; every attempt is admitted and counted, a
+// failure once, at the last attempt. An error that settled reports true for
+// (the end of a list, an object gone) is returned but no failure; settled
+// may be nil. call must not escape, so that gated allocates nothing.
+func gated(gate Gate, op Op, k Kind, id uint32, settled func(error) bool, call func() error) error {
+	for try := 0; ; try++ {
+		if err := gate.Acquire(op); err != nil {
+			return err
+		}
+		err := call()
+		switch {
+		case err == nil, settled != nil && settled(err):
+			gate.Release(op, k, id, nil)
+			return err
+		case retry(err, try):
+			gate.Release(op, k, id, nil)
+		default:
+			gate.Release(op, k, id, err)
+			return err
+		}
+	}
+}
+
 // BPF is the entry point for the agent's own bpf(2) calls during collection
 // (loading the iterators goes through cilium/ebpf). attr must point to memory
 // the caller keeps alive; pointers the kernel follows from inside attr (the

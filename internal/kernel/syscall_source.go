@@ -61,23 +61,18 @@ func (s *SyscallSource) Close() error {
 }
 
 func (s *SyscallSource) NextID(k Kind, after uint32) (uint32, error) {
-	for try := 0; ; try++ {
-		if err := s.gate.Acquire(OpNextID); err != nil {
-			return 0, err
-		}
-		id, err := s.sys.NextID(k, after)
-		switch {
-		case err == nil || err == ErrEndOfList:
-			s.gate.Release(OpNextID, k, after, nil)
-			return id, err
-		case retry(err, try):
-			s.gate.Release(OpNextID, k, after, nil)
-		default:
-			s.gate.Release(OpNextID, k, after, err)
-			return 0, err
-		}
+	var id uint32
+	err := gated(s.gate, OpNextID, k, after, endOfList, func() (err error) {
+		id, err = s.sys.NextID(k, after)
+		return err
+	})
+	if err != nil && err != ErrEndOfList {
+		return 0, err
 	}
+	return id, err
 }
+
+func endOfList(err error) bool { return err == ErrEndOfList }
 
 // NewReader returns a reader with its own buffers. The readers share one
 // fd of the fdinfo directory: an agent run with few fds needs one, not one
@@ -100,7 +95,8 @@ func (s *SyscallSource) NewReader() (Reader, error) {
 type syscallReader struct {
 	src    *SyscallSource
 	fdinfo *FDInfoReader
-	fd     int // the fd the last OpGetFD opened
+	fd     int  // the fd the last OpGetFD opened
+	full   bool // the read in progress wants a program's maps
 	maps   UsedMaps
 	fi     FDInfo
 	mi     MapInfo
@@ -116,23 +112,11 @@ func (r *syscallReader) Close() error { return r.fdinfo.Close() }
 // For OpGetFD, arg is the object's ID and the new fd lands in r.fd; for
 // the others, arg is the fd.
 func (r *syscallReader) do(op Op, k Kind, id uint32, arg int) error {
-	g := r.src.gate
-	for try := 0; ; try++ {
-		if err := g.Acquire(op); err != nil {
-			return err
-		}
-		err := r.call(op, k, arg)
-		switch {
-		case err == nil, op == OpGetFD && Gone(err):
-			g.Release(op, k, id, nil)
-			return err
-		case retry(err, try):
-			g.Release(op, k, id, nil)
-		default:
-			g.Release(op, k, id, err)
-			return err
-		}
+	var settled func(error) bool
+	if op == OpGetFD {
+		settled = Gone
 	}
+	return gated(r.src.gate, op, k, id, settled, func() error { return r.call(op, k, arg) })
 }
 
 func (r *syscallReader) call(op Op, k Kind, arg int) error {
@@ -147,7 +131,13 @@ func (r *syscallReader) call(op Op, k Kind, arg int) error {
 		case KindMap:
 			return s.MapInfo(arg, &r.mi)
 		case KindProg:
-			return s.ProgInfo(arg, &r.pi, &r.maps)
+			// Map IDs only for a full read: a stats-only read, every
+			// program every cycle, would copy them for nothing.
+			var maps *UsedMaps
+			if r.full {
+				maps = &r.maps
+			}
+			return s.ProgInfo(arg, &r.pi, maps)
 		default:
 			return s.LinkInfo(arg, &r.li)
 		}
@@ -181,7 +171,8 @@ func (r *syscallReader) Read(k Kind, id uint32, need Need, rec *Record) error {
 
 func (r *syscallReader) read(k Kind, id uint32, fd int, need Need, rec *Record) error {
 	rec.ID = id
-	wantInfo := need&NeedDetails != 0 || (k == KindProg && need&NeedStats != 0)
+	r.full = need&NeedDetails != 0
+	wantInfo := r.full || (k == KindProg && need&NeedStats != 0)
 	if wantInfo {
 		if err := r.do(OpInfo, k, id, fd); err != nil {
 			return err

@@ -81,4 +81,27 @@ func TestUsedMaps(t *testing.T) {
 	if got := slices.Sorted(slices.Values(maps.List())); !slices.Equal(got, want) {
 		t.Errorf("bpf(2): the program uses maps %v, want %v", got, want)
 	}
+
+	// The syscall source reads them with a full read only, not with the
+	// statistics read every cycle.
+	src := NewSyscallSource(Sys{}, &countingGate{}, "/proc")
+	defer src.Close()
+	r, err := src.NewReader()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, need := range []Need{NeedDetails | NeedStats, NeedStats, NeedDetails} {
+		var rec Record
+		if err := r.Read(KindProg, uint32(pid), need, &rec); err != nil {
+			t.Fatal(err)
+		}
+		got := slices.Sorted(slices.Values(r.UsedMaps()))
+		switch {
+		case need&NeedDetails != 0 && !slices.Equal(got, want):
+			t.Errorf("syscall read %b: the program uses maps %v, want %v", need, got, want)
+		case need&NeedDetails == 0 && len(got) != 0:
+			t.Errorf("syscall read %b: maps %v, want none", need, got)
+		}
+	}
 }

@@ -98,19 +98,7 @@ func (s *Iter) process(p *kernel.HolderProcessInfo) {
 		// and read this one from procfs.
 		s.h.ResendCgroups()
 	}
-	e, ok := s.procs.get(p.TGID, p.StartNs)
-	if !ok {
-		s.dir.setPath(p.TGID, "cgroup")
-		if b, err := s.dir.read(kernel.NumKinds); err == nil {
-			e.container, e.pod = ParseProcCgroup(b)
-			e.known = true
-		}
-		s.procs.put(p.TGID, p.StartNs, e)
-	}
-	if !e.known {
-		s.pass.CgroupUnknown++
-	}
-	s.cur.ContainerID, s.cur.PodUID = e.container, e.pod
+	s.procs.setCgroup(s.dir, p.TGID, p.StartNs, &s.cur, &s.pass)
 }
 
 func (s *Iter) End() (Pass, error) {

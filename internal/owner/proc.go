@@ -160,27 +160,34 @@ func (p *Proc) process(pid uint32) bool {
 	}
 	p.cur = Process{PID: pid, Self: pid == p.self}
 	copy(p.cur.Comm[:], comm)
-	e, ok := p.procs.get(pid, start)
+	p.procs.setCgroup(p.dir, pid, start, &p.cur, &p.pass)
+	return true
+}
+
+// setCgroup sets cur's container and pod, those of process pid started at
+// start: remembered, or read from <procfs>/<pid>/cgroup through d. One it
+// cannot read counts in pass.CgroupUnknown and is tried again next time.
+func (c *procCache) setCgroup(d *procDir, pid uint32, start uint64, cur *Process, pass *Pass) {
+	e, ok := c.get(pid, start)
 	if !ok {
-		p.dir.setPath(pid, "cgroup")
-		if b, err := p.dir.read(kernel.NumKinds); err == nil {
+		d.setPath(pid, "cgroup")
+		if b, err := d.read(kernel.NumKinds); err == nil {
 			e.container, e.pod = ParseProcCgroup(b)
 			e.known = true
 		}
-		p.procs.put(pid, start, e)
+		c.put(pid, start, e)
 	}
 	if !e.known {
-		p.pass.CgroupUnknown++
+		pass.CgroupUnknown++
 	}
-	p.cur.ContainerID, p.cur.PodUID = e.container, e.pod
-	return true
+	cur.ContainerID, cur.PodUID = e.container, e.pod
 }
 
 // parseStat returns the comm and the start time (field 22, clock ticks
 // since boot) of a /proc/<pid>/stat. The comm is between the first "(" and
 // the last ")": it may hold both.
 func parseStat(b []byte) (comm []byte, start uint64, ok bool) {
-	open := indexByte(b, '(')
+	open := bytes.IndexByte(b, '(')
 	end := bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
 		return nil, 0, false

@@ -1,6 +1,7 @@
 package owner
 
 import (
+	"bytes"
 	"fmt"
 	"strconv"
 	"unsafe"
@@ -200,7 +201,7 @@ func parseNumber(b []byte) (uint32, bool) {
 func fieldUint(b []byte, key string) (uint64, bool) {
 	for len(b) > 0 {
 		line := b
-		if i := indexByte(b, '\n'); i >= 0 {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			line, b = b[:i], b[i+1:]
 		} else {
 			b = nil
@@ -225,13 +226,4 @@ func fieldUint(b []byte, key string) (uint64, bool) {
 		return v, n > 0
 	}
 	return 0, false
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
