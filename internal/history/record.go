@@ -10,9 +10,6 @@ import (
 // cycle).
 const unregistered Ref = -2
 
-// memoryKinds have a memory figure in /metrics (links have none).
-var memoryKinds = [...]kernel.Kind{kernel.KindMap, kernel.KindProg}
-
 // Recorder appends a row to a History for every cycle that completes,
 // with the series of /metrics under their names and labels there:
 // objects and memory by kind and by type, total memory, objects created
@@ -39,13 +36,14 @@ type Recorder struct {
 	owners *SeriesSet[ownerKey]
 }
 
-// ownerKey names an owner's series: its labels, as fixed arrays so that a
-// lookup allocates nothing.
+// ownerKey names an owner's series: the bytes its labels come from, as
+// fixed arrays so that a lookup allocates nothing (the labels, strings, are
+// made only for a new key).
 type ownerKey struct {
 	comm      [16]byte
 	container [64]byte
 	pod       [36]byte
-	kind      uint8 // 0: a row; 1: other; 2: no one
+	kind      snapshot.OwnerKind
 }
 
 // NewRecorder returns a recorder of the snapshots published in pub into h,
@@ -68,7 +66,7 @@ func NewRecorder(h *History, pub *snapshot.Publisher, namespace string) *Recorde
 			r.typeObjects[k][i], r.typeMemory[k][i] = unregistered, unregistered
 		}
 	}
-	for _, k := range memoryKinds {
+	for _, k := range snapshot.MemoryKinds {
 		r.memory[k] = unregistered
 	}
 	r.total, r.agent, r.cycle = unregistered, unregistered, unregistered
@@ -122,43 +120,19 @@ func (r *Recorder) Append(s *snapshot.Snapshot) bool {
 	return h.Commit() == nil
 }
 
-// putOwners puts the owners' memory of s, as /metrics shows it: the rows,
-// "other" when it holds anything, and no one ("").
+// putOwners puts the owners' memory of s, as /metrics shows it: the same
+// rows, labelled the same way (snapshot.Owners.Shown, Owner.Labels).
 func (r *Recorder) putOwners(s *snapshot.Snapshot) {
 	if !s.Features[snapshot.FeatureOwnership] {
 		return
 	}
-	o := &s.Owners
-	put := func(w *snapshot.Owner, kind uint8) {
+	for kind, w := range s.Owners.Shown() {
 		key := ownerKey{comm: w.Comm, container: w.ContainerID, pod: w.PodUID, kind: kind}
 		r.owners.Put(key, float64(w.MemoryBytes), func() []Label {
-			owner := cString(w.Comm[:])
-			switch kind {
-			case 1:
-				owner = "other"
-			case 2:
-				owner = ""
-			}
-			return []Label{{"owner", owner}, {"container_id", cString(w.ContainerID[:])}, {"pod_uid", cString(w.PodUID[:])}}
+			owner, container, pod := w.Labels(kind)
+			return []Label{{"owner", owner}, {"container_id", container}, {"pod_uid", pod}}
 		})
 	}
-	for i := range o.N {
-		put(&o.Rows[i], 0)
-	}
-	if o.OtherOwners > 0 || o.Lost > 0 || o.Other != (snapshot.Owner{}) {
-		put(&o.Other, 1)
-	}
-	put(&o.None, 2)
-}
-
-// cString is b up to its first NUL.
-func cString(b []byte) string {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i])
-		}
-	}
-	return string(b)
 }
 
 // register asks the history for the series it has not been asked for yet:

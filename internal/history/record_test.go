@@ -220,3 +220,60 @@ func TestRetentionByProfile(t *testing.T) {
 		}
 	}
 }
+
+// An owner's labels in the history are those of /metrics, down to a comm
+// or container the kernel holds as bytes that are not UTF-8 (both replace
+// them with U+FFFD), and "other" when it holds only lost attributions.
+func TestRecordOwnerLabelsMatchMetrics(t *testing.T) {
+	h := newHistory(t, 256<<10)
+	pub := new(snapshot.Publisher)
+	r := NewRecorder(h, pub, ns)
+	s := newSteadyNode().next()
+	w := &s.Owners.Rows[0]
+	w.Comm = [16]byte{}
+	copy(w.Comm[:], "cilium\xff\xfeagent")
+	copy(w.ContainerID[:], "abc\xc3")
+	s.Owners.Lost = 1
+	pub.Publish(s)
+	r.Record()
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(exposition.NewMetrics(pub, ns))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served []string
+	for _, mf := range mfs {
+		if mf.GetName() != ns+"_owner_memory_bytes" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var ls []Label
+			for _, l := range m.GetLabel() {
+				ls = append(ls, Label{l.GetName(), l.GetValue()})
+			}
+			served = append(served, key(mf.GetName(), ls))
+		}
+	}
+	var recorded []string
+	err = h.Query(Query{}, func(p *Points) error {
+		if p.Name == ns+"_owner_memory_bytes" {
+			recorded = append(recorded, key(p.Name, p.Labels))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(served)
+	slices.Sort(recorded)
+	if !slices.Equal(served, recorded) {
+		t.Errorf("owner series in the history:\n%q\nin /metrics:\n%q", recorded, served)
+	}
+	want := key(ns+"_owner_memory_bytes", []Label{{"container_id", "abc\uFFFD"}, {"owner", "cilium\uFFFDagent"}, {"pod_uid", ""}})
+	other := key(ns+"_owner_memory_bytes", []Label{{"container_id", ""}, {"owner", "other"}, {"pod_uid", ""}})
+	if !slices.Contains(recorded, want) || !slices.Contains(recorded, other) {
+		t.Errorf("owner series in the history %q: want %q and %q among them", recorded, want, other)
+	}
+}
