@@ -423,3 +423,22 @@ func TestNewRejectsSmallBound(t *testing.T) {
 		t.Error("no error")
 	}
 }
+
+// A series the full table refuses costs nothing but the count: no table
+// grown and copied, no labels cloned.
+func TestSeriesRefusedAllocatesNothing(t *testing.T) {
+	h := newHistory(t, MinBytes)
+	for i := 0; h.Series("m", Label{"map_type", "type_" + strconv.Itoa(i)}) != NoRef; i++ {
+	}
+	before := h.Stats()
+	if n := testing.AllocsPerRun(10, func() {
+		if h.Series("m", Label{"map_type", "refused"}) != NoRef {
+			t.Fatal("a full table took a series")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per refusal", n)
+	}
+	if st := h.Stats(); st.Dropped != before.Dropped+11 || st.MemoryBytes != before.MemoryBytes {
+		t.Errorf("refusals: dropped %d -> %d, memory %d -> %d", before.Dropped, st.Dropped, before.MemoryBytes, st.MemoryBytes)
+	}
+}
