@@ -103,7 +103,6 @@ type History struct {
 	rowTs    int64
 	sealNext bool // the next row starts a block
 
-	samples int
 	dropped uint64 // Set calls refused: no slot or no room in a row
 }
 
@@ -242,6 +241,9 @@ func (h *History) release(ref Ref) {
 		return
 	}
 	h.series[ref].released = true
+	// A series with no sample left in the ring (none ever, or all dropped)
+	// is freed now, not at the next block: a new series then takes its
+	// slot instead of dropping the oldest block for it.
 	h.reclaim()
 }
 
@@ -272,7 +274,6 @@ func (h *History) anyReleased() bool {
 // dropOldest drops the oldest block (never the head) and frees the slots
 // of the released series that had samples only there or before.
 func (h *History) dropOldest() {
-	h.samples -= h.blocks[h.oldest()].samples
 	h.count--
 	h.reclaim()
 }

@@ -418,6 +418,24 @@ func TestReleaseReclaims(t *testing.T) {
 	}
 }
 
+// A series released with no sample in the ring frees its slot at once:
+// the next new series takes it, no block dropped.
+func TestReleaseWithoutSamplesFreesAtOnce(t *testing.T) {
+	h := newHistory(t, MinBytes)
+	keep := h.Series("keep")
+	a := h.Series("gone", Label{"owner", "a"})
+	h.Begin(1000)
+	h.Set(keep, 1)
+	h.Commit()
+	h.Release(a)
+	if st := h.Stats(); st.Series != 1 {
+		t.Errorf("%d series after releasing one without samples, want 1", st.Series)
+	}
+	if b := h.Series("new", Label{"owner", "b"}); b != a {
+		t.Errorf("new series got slot %d, want the freed %d", b, a)
+	}
+}
+
 func TestNewRejectsSmallBound(t *testing.T) {
 	if _, err := New(MinBytes - 1); err == nil {
 		t.Error("no error")
