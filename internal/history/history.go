@@ -19,11 +19,13 @@ import (
 	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 )
 
 // MinBytes is the smallest bound New accepts: room for the series table and
-// a ring of at least two blocks.
-const MinBytes = 64 << 10
+// a ring of at least two blocks. The configuration checks the same figure.
+const MinBytes = config.MinHistoryBytes
 
 // Limits of the encoding.
 const (
@@ -156,15 +158,9 @@ func (h *History) metaBytes() int {
 	return n
 }
 
-// MemoryBytes is the memory the history holds: its blocks, its series table
+// memoryBytes is the memory the history holds: its blocks, its series table
 // and labels, itself, and the margin for the allocator's rounding. It never
 // exceeds the bound given to New.
-func (h *History) MemoryBytes() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.memoryBytes()
-}
-
 func (h *History) memoryBytes() int {
 	return h.fixedBytes(len(h.blocks)) + len(h.blocks)*h.blockSize + h.meta + h.limit/32
 }

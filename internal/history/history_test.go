@@ -215,7 +215,7 @@ func TestRoundTripChurn(t *testing.T) {
 		if err := h.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		if mem := h.MemoryBytes(); mem > MinBytes {
+		if mem := h.Stats().MemoryBytes; mem > MinBytes {
 			t.Fatalf("row %d: %d bytes held, bound %d", row, mem, MinBytes)
 		}
 	}
