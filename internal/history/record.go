@@ -17,9 +17,7 @@ const unregistered Ref = -2
 // the memory of each owner with a series in /metrics (owner_memory_bytes).
 type Recorder struct {
 	h      *History
-	pub    *snapshot.Publisher
-	snap   snapshot.Snapshot // the snapshot loaded, reused
-	cycles uint64            // Snapshot.Cycles of the last row
+	cycles uint64 // Snapshot.Cycles of the last row
 
 	kindNames                [kernel.NumKinds]string
 	nObjects, nMemory        string
@@ -46,13 +44,13 @@ type ownerKey struct {
 	kind      snapshot.OwnerKind
 }
 
-// NewRecorder returns a recorder of the snapshots published in pub into h,
-// naming series with namespace as /metrics does ("" is not accepted: pass
-// the agent's namespace).
-func NewRecorder(h *History, pub *snapshot.Publisher, namespace string) *Recorder {
+// NewRecorder returns a recorder of snapshots into h, naming series with
+// namespace as /metrics does ("" is not accepted: pass the agent's
+// namespace).
+func NewRecorder(h *History, namespace string) *Recorder {
 	p := namespace + "_"
 	r := &Recorder{
-		h: h, pub: pub,
+		h:        h,
 		nObjects: p + "objects", nMemory: p + "memory_bytes", nTotal: p + "total_memory_bytes",
 		nCreated: p + "objects_created_total", nRemoved: p + "objects_removed_total",
 		nAgent: p + "collector_memory_usage_bytes", nCycle: p + "last_collection_duration_seconds",
@@ -74,16 +72,16 @@ func NewRecorder(h *History, pub *snapshot.Publisher, namespace string) *Recorde
 	return r
 }
 
-// Record appends the published snapshot if it is a cycle not recorded yet.
-// It is meant for collector.Options.OnPublish: it runs on the cycle's
-// goroutine, allocates nothing once the series are known, and holds the
-// history's lock only to encode the row. A nil Recorder records nothing.
-func (r *Recorder) Record() {
+// Record appends s, the snapshot just published, if it is a cycle not
+// recorded yet. It is meant for collector.Options.OnPublish: it reads s in
+// place (no copy of its ~67 KB) while the collector leaves it unchanged,
+// allocates nothing once the series are known, and holds the history's
+// lock only to encode the row. A nil Recorder records nothing.
+func (r *Recorder) Record(s *snapshot.Snapshot) {
 	if r == nil { // no history
 		return
 	}
-	r.pub.Load(&r.snap)
-	r.Append(&r.snap)
+	r.Append(s)
 }
 
 // Append appends s if it is a completed cycle not recorded yet, and

@@ -74,7 +74,7 @@ func (n *steadyNode) next() *snapshot.Snapshot {
 // The goal of the issue: at most 2 bytes per sample on a steady node.
 func TestSteadyNodeBytesPerSample(t *testing.T) {
 	h := newHistory(t, 256<<10)
-	r := NewRecorder(h, nil, ns)
+	r := NewRecorder(h, ns)
 	n := newSteadyNode()
 	for range 20000 { // fills the ring more than once
 		if !r.Append(n.next()) {
@@ -97,13 +97,15 @@ func TestSteadyNodeBytesPerSample(t *testing.T) {
 func TestRecordAllocatesNothing(t *testing.T) {
 	h := newHistory(t, 256<<10)
 	pub := new(snapshot.Publisher)
-	r := NewRecorder(h, pub, ns)
+	r := NewRecorder(h, ns)
 	n := newSteadyNode()
-	pub.Publish(n.next())
-	r.Record()
+	s := n.next()
+	pub.Publish(s)
+	r.Record(s)
 	allocs := testing.AllocsPerRun(2000, func() {
-		pub.Publish(n.next())
-		r.Record()
+		s = n.next()
+		pub.Publish(s)
+		r.Record(s)
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per cycle", allocs)
@@ -111,7 +113,7 @@ func TestRecordAllocatesNothing(t *testing.T) {
 	// A snapshot published again without a new cycle (a failed cycle
 	// publishes its counters) adds no row.
 	rows := h.Stats().Rows
-	r.Record()
+	r.Record(s)
 	if h.Stats().Rows != rows {
 		t.Error("the same cycle was recorded twice")
 	}
@@ -123,7 +125,7 @@ func TestRecordAllocatesNothing(t *testing.T) {
 func TestRecordMatchesMetrics(t *testing.T) {
 	h := newHistory(t, 256<<10)
 	pub := new(snapshot.Publisher)
-	r := NewRecorder(h, pub, ns)
+	r := NewRecorder(h, ns)
 	n := newSteadyNode()
 	for i := range 30 {
 		s := n.next()
@@ -135,7 +137,7 @@ func TestRecordMatchesMetrics(t *testing.T) {
 			ks.MemoryBytes += 70000
 		}
 		pub.Publish(s)
-		r.Record()
+		r.Record(s)
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(exposition.NewMetrics(pub, ns))
@@ -202,7 +204,7 @@ func TestRetentionByProfile(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := newHistory(t, int(cfg.HistoryBytes))
-		r := NewRecorder(h, nil, ns)
+		r := NewRecorder(h, ns)
 		n := newSteadyNode()
 		r.Append(n.next())
 		first := h.Stats().Oldest
@@ -227,7 +229,7 @@ func TestRetentionByProfile(t *testing.T) {
 func TestRecordOwnerLabelsMatchMetrics(t *testing.T) {
 	h := newHistory(t, 256<<10)
 	pub := new(snapshot.Publisher)
-	r := NewRecorder(h, pub, ns)
+	r := NewRecorder(h, ns)
 	s := newSteadyNode().next()
 	w := &s.Owners.Rows[0]
 	w.Comm = [16]byte{}
@@ -235,7 +237,7 @@ func TestRecordOwnerLabelsMatchMetrics(t *testing.T) {
 	copy(w.ContainerID[:], "abc\xc3")
 	s.Owners.Lost = 1
 	pub.Publish(s)
-	r.Record()
+	r.Record(s)
 
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(exposition.NewMetrics(pub, ns))
