@@ -228,7 +228,7 @@ func soak(o options, stdout io.Writer) error {
 	var reg *prometheus.Registry
 	cache := exposition.NewCache(prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) { return reg.Gather() }))
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := collector.New(collector.Options{Config: cfg, OnPublish: cache.Notify, Logger: logger})
+	c, err := collector.New(collector.Options{Config: cfg, OnPublish: func(*snapshot.Snapshot) { cache.Notify() }, Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/history"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/inventory"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
+	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 )
 
 // Exit codes.
@@ -240,8 +241,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var rec *history.Recorder
 	var loaded time.Duration // start-up up to a collector ready to collect
 	first := true            // touched by the cycle's goroutine only
-	onPublish := func() {
-		rec.Record()
+	onPublish := func(s *snapshot.Snapshot) {
+		rec.Record(s)
 		cache.Notify()
 		if first {
 			first = false
@@ -297,7 +298,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		reg.MustRegister(push)
 	}
 
-	hist, recorder, err := newHistory(&cfg, c.Publisher(), f.namespace, reg)
+	hist, recorder, err := newHistory(&cfg, f.namespace, reg)
 	if err != nil {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime

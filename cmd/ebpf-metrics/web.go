@@ -10,14 +10,13 @@ import (
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/exposition"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/history"
-	"github.com/ebpf-metrics/ebpf-metrics/internal/snapshot"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/statuspage"
 )
 
 // newHistory returns the history that cfg asks for (nil when history_bytes
-// is 0) and the recorder that feeds it each completed cycle of pub, with
-// its metrics registered in reg.
-func newHistory(cfg *config.Config, pub *snapshot.Publisher, namespace string, reg prometheus.Registerer) (*history.History, *history.Recorder, error) {
+// is 0) and the recorder that feeds it each completed cycle (from
+// collector.Options.OnPublish), with its metrics registered in reg.
+func newHistory(cfg *config.Config, namespace string, reg prometheus.Registerer) (*history.History, *history.Recorder, error) {
 	if cfg.HistoryBytes == 0 {
 		return nil, nil, nil
 	}
@@ -28,7 +27,7 @@ func newHistory(cfg *config.Config, pub *snapshot.Publisher, namespace string, r
 	if err := reg.Register(history.NewMetrics(h, namespace)); err != nil {
 		return nil, nil, fmt.Errorf("registering the history's metrics: %w", err)
 	}
-	return h, history.NewRecorder(h, pub, namespace), nil
+	return h, history.NewRecorder(h, namespace), nil
 }
 
 // webRoutes returns the status page for / and what it needs beside the

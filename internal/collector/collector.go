@@ -50,8 +50,11 @@ type Options struct {
 	// effective set of the calling thread.
 	Capabilities func(kernel.Capability) bool
 	// OnPublish, if set, is called after each publication, on the cycle's
-	// goroutine: it must not block (exposition.Cache.Notify does not).
-	OnPublish func()
+	// goroutine, with the snapshot just published: it must not block
+	// (exposition.Cache.Notify does not). The snapshot is the collector's
+	// own, unchanged until the call returns (the cycle lock is held): read
+	// it in place, do not keep it or write to it.
+	OnPublish func(*snapshot.Snapshot)
 	// OwnerSource, if set, replaces where the holders of objects are read
 	// from (the holders iterator, or procfs): tests give a fake.
 	OwnerSource owner.Source
@@ -75,9 +78,9 @@ type Options struct {
 type Collector struct {
 	cfg       config.Config
 	logger    *slog.Logger
-	onPublish func()                // Options.OnPublish
-	src       kernel.Source         // syscall source: kinds without an iterator, memory fallback
-	iters     kernel.IteratorSource // nil when no kind is read by an iterator
+	onPublish func(*snapshot.Snapshot) // Options.OnPublish
+	src       kernel.Source            // syscall source: kinds without an iterator, memory fallback
+	iters     kernel.IteratorSource    // nil when no kind is read by an iterator
 	byIter    [kernel.NumKinds]bool
 	canOpen   bool                      // GET_FD_BY_ID is allowed (CAP_SYS_ADMIN)
 	fallback  kernel.Reader             // fdinfo for map types whose memory the iterator cannot compute

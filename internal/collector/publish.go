@@ -90,7 +90,7 @@ func (c *Collector) publish(start time.Time, err error) {
 	}
 	c.pub.Publish(s)
 	if c.onPublish != nil {
-		c.onPublish()
+		c.onPublish(s)
 	}
 }
 

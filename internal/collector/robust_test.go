@@ -323,7 +323,7 @@ func TestFakeOverrunPublishedWithItsCycle(t *testing.T) {
 	var overruns atomic.Uint64
 	var c *Collector
 	c = newFakeCollector(t, cfg, fk, func(o *Options) {
-		o.OnPublish = func() {
+		o.OnPublish = func(*snapshot.Snapshot) {
 			published.Add(1)
 			var s snapshot.Snapshot
 			c.Publisher().Load(&s)
@@ -355,7 +355,7 @@ func TestFakeCloseWaitsForTheCycle(t *testing.T) {
 		mu.Unlock()
 	}
 	// The cycle's last act is its publication.
-	c := newFakeCollector(t, cfg, fk, func(o *Options) { o.OnPublish = func() { event("cycle ended") } })
+	c := newFakeCollector(t, cfg, fk, func(o *Options) { o.OnPublish = func(*snapshot.Snapshot) { event("cycle ended") } })
 	cycled := make(chan error, 1)
 	go func() { cycled <- c.Cycle(context.Background()) }()
 	for fk.calls.Load() < 5 {

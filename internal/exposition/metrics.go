@@ -49,11 +49,6 @@ const kindLabel = "type"
 // map_type, program_type, link_type.
 func typeLabelName(k kernel.Kind) string { return k.String() + "_type" }
 
-// memoryKinds are the kinds with a memory figure. Links have none (their
-// fdinfo has no memlock), so no link series is emitted for memory rather
-// than a 0 that would read as "links cost nothing".
-var memoryKinds = [...]kernel.Kind{kernel.KindMap, kernel.KindProg}
-
 // snapshotCollector is a prometheus.Collector over the published snapshot.
 // Its descriptors are built once; Collect copies the snapshot and emits
 // constant metrics, so Collect and Describe may run concurrently with each
@@ -169,7 +164,7 @@ func NewMetrics(pub *snapshot.Publisher, namespace string) prometheus.Collector 
 		defs = append(defs, metricDef{&c.typeObjects[k], k.String() + "_objects",
 			fmt.Sprintf("eBPF %ss in the kernel at the end of the last complete cycle, by %s type. A type seen once keeps its series, at 0 when none is left.", k, k),
 			labels})
-		if slices.Contains(memoryKinds[:], k) {
+		if slices.Contains(snapshot.MemoryKinds[:], k) {
 			defs = append(defs, metricDef{&c.typeMemory[k], k.String() + "_memory_bytes",
 				fmt.Sprintf("Kernel memory of the eBPF %ss of each %s type (the kernel's memlock figure).", k, k), labels})
 		}

@@ -1,10 +1,7 @@
 package exposition
 
 import (
-	"bytes"
 	"strconv"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -30,10 +27,6 @@ var (
 	topMapLabels  = []string{"id", "name", "map_type", "owner", "container_id"}
 	topProgLabels = []string{"id", "name", "program_type", "owner", "container_id"}
 )
-
-// otherOwner is the owner label of the owners beyond max_owners; the
-// objects no one holds have the empty owner.
-const otherOwner = "other"
 
 func (o *ownerMetrics) defs() []metricDef {
 	return []metricDef{
@@ -64,13 +57,10 @@ func (o *ownerMetrics) collect(ch chan<- prometheus.Metric, s *snapshot.Snapshot
 		gauge(ch, o.unreadable, float64(ow.Unreadable))
 		gauge(ch, o.cgroupless, float64(ow.CgroupUnknown))
 		gauge(ch, o.lost, float64(ow.Lost))
-		for i := range ow.N {
-			o.owner(ch, s, &ow.Rows[i], cString(ow.Rows[i].Comm[:]), kindNames)
+		// The rows and labels the history records too (snapshot.Owners.Shown).
+		for kind, w := range ow.Shown() {
+			o.owner(ch, s, w, kind, kindNames)
 		}
-		if ow.OtherOwners > 0 || ow.Lost > 0 || ow.Other != (snapshot.Owner{}) {
-			o.owner(ch, s, &ow.Other, otherOwner, kindNames)
-		}
-		o.owner(ch, s, &ow.None, "", kindNames)
 	}
 	t := &s.Top
 	for i := range t.N[0] {
@@ -94,9 +84,9 @@ func (o *ownerMetrics) collect(ch chan<- prometheus.Metric, s *snapshot.Snapshot
 	}
 }
 
-func (o *ownerMetrics) owner(ch chan<- prometheus.Metric, s *snapshot.Snapshot, w *snapshot.Owner, name string,
+func (o *ownerMetrics) owner(ch chan<- prometheus.Metric, s *snapshot.Snapshot, w *snapshot.Owner, kind snapshot.OwnerKind,
 	kindNames *[kernel.NumKinds]string) {
-	container, pod := cString(w.ContainerID[:]), cString(w.PodUID[:])
+	name, container, pod := w.Labels(kind)
 	for k := range kernel.NumKinds {
 		gauge(ch, o.objects, float64(w.Objects[k]), kindNames[k], name, container, pod)
 	}
@@ -107,19 +97,6 @@ func (o *ownerMetrics) owner(ch chan<- prometheus.Metric, s *snapshot.Snapshot, 
 }
 
 func topLabels(x *snapshot.TopObject, k kernel.Kind) []string {
-	return []string{strconv.FormatUint(uint64(x.ID), 10), cString(x.Name[:]),
-		snapshot.TypeLabel(k, snapshot.TypeIndex(x.Type)), cString(x.Owner[:]), cString(x.ContainerID[:])}
-}
-
-// cString is b up to its first NUL, as a label value: a comm or a name
-// the kernel took from a user can hold any bytes, and a label must be
-// UTF-8.
-func cString(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	return strings.ToValidUTF8(string(b), "\uFFFD")
+	return []string{strconv.FormatUint(uint64(x.ID), 10), snapshot.CString(x.Name[:]),
+		snapshot.TypeLabel(k, snapshot.TypeIndex(x.Type)), snapshot.CString(x.Owner[:]), snapshot.CString(x.ContainerID[:])}
 }

@@ -296,7 +296,7 @@ func historyMetrics(t *testing.T, cycle bool) prometheus.Collector {
 		t.Fatal(err)
 	}
 	if cycle {
-		history.NewRecorder(h, nil, DefaultNamespace).Append(testSnapshot())
+		history.NewRecorder(h, DefaultNamespace).Append(testSnapshot())
 	}
 	return history.NewMetrics(h, DefaultNamespace)
 }

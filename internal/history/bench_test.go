@@ -32,11 +32,12 @@ func BenchmarkRecord(b *testing.B) {
 	}
 	peerNs := float64(time.Since(t0).Nanoseconds()) / peerRuns
 	h := newHistory(b, 256<<10)
-	r := NewRecorder(h, pub, ns)
+	r := NewRecorder(h, ns)
 	b.ReportAllocs()
 	for b.Loop() {
-		pub.Publish(n.next())
-		r.Record()
+		s := n.next()
+		pub.Publish(s)
+		r.Record(s)
 	}
 	st := h.Stats()
 	per := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
@@ -70,9 +71,9 @@ func BenchmarkRecordInCycle(b *testing.B) {
 	// timed there.
 	var r *Recorder
 	var recordNs time.Duration
-	record := func() {
+	record := func(s *snapshot.Snapshot) {
 		t0 := time.Now()
-		r.Record()
+		r.Record(s)
 		recordNs += time.Since(t0)
 	}
 	c, err := collector.New(collector.Options{Config: cfg, OnPublish: record})
@@ -81,7 +82,7 @@ func BenchmarkRecordInCycle(b *testing.B) {
 	}
 	defer c.Close()
 	ctx := context.Background()
-	r = NewRecorder(h, c.Publisher(), "odigos_ebpf")
+	r = NewRecorder(h, "odigos_ebpf")
 	for range 2 { // the first cycle reads everything; the second is steady
 		if err := c.Cycle(ctx); err != nil {
 			b.Fatal(err)

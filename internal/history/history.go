@@ -16,13 +16,16 @@ package history
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
+
+	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 )
 
 // MinBytes is the smallest bound New accepts: room for the series table and
-// a ring of at least two blocks.
-const MinBytes = 64 << 10
+// a ring of at least two blocks. The configuration checks the same figure.
+const MinBytes = config.MinHistoryBytes
 
 // Limits of the encoding.
 const (
@@ -102,7 +105,6 @@ type History struct {
 	rowTs    int64
 	sealNext bool // the next row starts a block
 
-	samples int
 	dropped uint64 // Set calls refused: no slot or no room in a row
 }
 
@@ -156,15 +158,9 @@ func (h *History) metaBytes() int {
 	return n
 }
 
-// MemoryBytes is the memory the history holds: its blocks, its series table
+// memoryBytes is the memory the history holds: its blocks, its series table
 // and labels, itself, and the margin for the allocator's rounding. It never
 // exceeds the bound given to New.
-func (h *History) MemoryBytes() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.memoryBytes()
-}
-
 func (h *History) memoryBytes() int {
 	return h.fixedBytes(len(h.blocks)) + len(h.blocks)*h.blockSize + h.meta + h.limit/32
 }
@@ -175,16 +171,11 @@ func (h *History) memoryBytes() int {
 // when the table is full (1024 series, or the bound's share for the table).
 // It must not be called between Begin and Commit.
 func (h *History) Series(name string, labels ...Label) Ref {
-	ls := slices.Clone(labels)
-	slices.SortFunc(ls, func(a, b Label) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	// Sorted in a buffer that stays on the stack for the usual few labels:
+	// a series known or refused allocates nothing.
+	var buf [4]Label
+	ls := append(buf[:0], labels...)
+	slices.SortFunc(ls, func(a, b Label) int { return strings.Compare(a.Name, b.Name) })
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for i := range h.series {
@@ -194,51 +185,39 @@ func (h *History) Series(name string, labels ...Label) Ref {
 			return Ref(i)
 		}
 	}
-	meta := (&series{name: name, labels: ls}).labelBytes()
+	meta := (&series{name: name, labels: ls[:len(ls):len(ls)]}).labelBytes()
 	// New series win over old samples: while the table is full and
 	// released series hold slots, the oldest blocks go first.
 	for !h.room(meta) && h.count > 1 && h.anyReleased() {
 		h.dropOldest()
 	}
-	if !h.room(meta) && h.count == 1 && h.anyReleased() {
-		// The released series all have samples in the head block: end
-		// it at the next row, so that it can be dropped for the next new
-		// series. Churn beyond the table's size costs retention.
-		h.sealNext = true
+	if !h.room(meta) {
+		if h.count == 1 && h.anyReleased() {
+			// The released series all have samples in the head block:
+			// end it at the next row, so that it can be dropped for the
+			// next new series. Churn beyond the table's size costs
+			// retention.
+			h.sealNext = true
+		}
+		h.dropped++
+		return NoRef
 	}
 	var ref Ref
 	if n := len(h.free); n > 0 {
 		ref = h.free[n-1]
-		if h.meta+meta > h.metaLimit {
-			h.dropped++
-			return NoRef
-		}
 		h.free = h.free[:n-1]
 	} else {
-		if len(h.series) == maxSeries {
-			h.dropped++
-			return NoRef
-		}
 		if len(h.series) == cap(h.series) {
 			// Grown by 32 slots at a time, so that the table's share of
 			// the bound is spent as series come, not doubled ahead.
 			grown := make([]series, len(h.series), len(h.series)+32)
 			copy(grown, h.series)
-			old := h.series
 			h.series = grown
-			if h.metaBytes()+meta > h.metaLimit {
-				h.series = old
-				h.dropped++
-				return NoRef
-			}
-		} else if h.meta+meta > h.metaLimit {
-			h.dropped++
-			return NoRef
 		}
 		h.series = h.series[:len(h.series)+1]
 		ref = Ref(len(h.series) - 1)
 	}
-	h.series[ref] = series{name: name, labels: ls, used: true, pos: -1}
+	h.series[ref] = series{name: name, labels: slices.Clip(slices.Clone(ls)), used: true, pos: -1}
 	h.meta = h.metaBytes()
 	return ref
 }
@@ -258,6 +237,9 @@ func (h *History) release(ref Ref) {
 		return
 	}
 	h.series[ref].released = true
+	// A series with no sample left in the ring (none ever, or all dropped)
+	// is freed now, not at the next block: a new series then takes its
+	// slot instead of dropping the oldest block for it.
 	h.reclaim()
 }
 
@@ -288,7 +270,6 @@ func (h *History) anyReleased() bool {
 // dropOldest drops the oldest block (never the head) and frees the slots
 // of the released series that had samples only there or before.
 func (h *History) dropOldest() {
-	h.samples -= h.blocks[h.oldest()].samples
 	h.count--
 	h.reclaim()
 }

@@ -215,7 +215,7 @@ func TestRoundTripChurn(t *testing.T) {
 		if err := h.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		if mem := h.MemoryBytes(); mem > MinBytes {
+		if mem := h.Stats().MemoryBytes; mem > MinBytes {
 			t.Fatalf("row %d: %d bytes held, bound %d", row, mem, MinBytes)
 		}
 	}
@@ -418,8 +418,45 @@ func TestReleaseReclaims(t *testing.T) {
 	}
 }
 
+// A series released with no sample in the ring frees its slot at once:
+// the next new series takes it, no block dropped.
+func TestReleaseWithoutSamplesFreesAtOnce(t *testing.T) {
+	h := newHistory(t, MinBytes)
+	keep := h.Series("keep")
+	a := h.Series("gone", Label{"owner", "a"})
+	h.Begin(1000)
+	h.Set(keep, 1)
+	h.Commit()
+	h.Release(a)
+	if st := h.Stats(); st.Series != 1 {
+		t.Errorf("%d series after releasing one without samples, want 1", st.Series)
+	}
+	if b := h.Series("new", Label{"owner", "b"}); b != a {
+		t.Errorf("new series got slot %d, want the freed %d", b, a)
+	}
+}
+
 func TestNewRejectsSmallBound(t *testing.T) {
 	if _, err := New(MinBytes - 1); err == nil {
 		t.Error("no error")
+	}
+}
+
+// A series the full table refuses costs nothing but the count: no table
+// grown and copied, no labels cloned.
+func TestSeriesRefusedAllocatesNothing(t *testing.T) {
+	h := newHistory(t, MinBytes)
+	for i := 0; h.Series("m", Label{"map_type", "type_" + strconv.Itoa(i)}) != NoRef; i++ {
+	}
+	before := h.Stats()
+	if n := testing.AllocsPerRun(10, func() {
+		if h.Series("m", Label{"map_type", "refused"}) != NoRef {
+			t.Fatal("a full table took a series")
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per refusal", n)
+	}
+	if st := h.Stats(); st.Dropped != before.Dropped+11 || st.MemoryBytes != before.MemoryBytes {
+		t.Errorf("refusals: dropped %d -> %d, memory %d -> %d", before.Dropped, st.Dropped, before.MemoryBytes, st.MemoryBytes)
 	}
 }

@@ -10,9 +10,6 @@ import (
 // cycle).
 const unregistered Ref = -2
 
-// memoryKinds have a memory figure in /metrics (links have none).
-var memoryKinds = [...]kernel.Kind{kernel.KindMap, kernel.KindProg}
-
 // Recorder appends a row to a History for every cycle that completes,
 // with the series of /metrics under their names and labels there:
 // objects and memory by kind and by type, total memory, objects created
@@ -20,9 +17,7 @@ var memoryKinds = [...]kernel.Kind{kernel.KindMap, kernel.KindProg}
 // the memory of each owner with a series in /metrics (owner_memory_bytes).
 type Recorder struct {
 	h      *History
-	pub    *snapshot.Publisher
-	snap   snapshot.Snapshot // the snapshot loaded, reused
-	cycles uint64            // Snapshot.Cycles of the last row
+	cycles uint64 // Snapshot.Cycles of the last row
 
 	kindNames                [kernel.NumKinds]string
 	nObjects, nMemory        string
@@ -39,22 +34,23 @@ type Recorder struct {
 	owners *SeriesSet[ownerKey]
 }
 
-// ownerKey names an owner's series: its labels, as fixed arrays so that a
-// lookup allocates nothing.
+// ownerKey names an owner's series: the bytes its labels come from, as
+// fixed arrays so that a lookup allocates nothing (the labels, strings, are
+// made only for a new key).
 type ownerKey struct {
 	comm      [16]byte
 	container [64]byte
 	pod       [36]byte
-	kind      uint8 // 0: a row; 1: other; 2: no one
+	kind      snapshot.OwnerKind
 }
 
-// NewRecorder returns a recorder of the snapshots published in pub into h,
-// naming series with namespace as /metrics does ("" is not accepted: pass
-// the agent's namespace).
-func NewRecorder(h *History, pub *snapshot.Publisher, namespace string) *Recorder {
+// NewRecorder returns a recorder of snapshots into h, naming series with
+// namespace as /metrics does ("" is not accepted: pass the agent's
+// namespace).
+func NewRecorder(h *History, namespace string) *Recorder {
 	p := namespace + "_"
 	r := &Recorder{
-		h: h, pub: pub,
+		h:        h,
 		nObjects: p + "objects", nMemory: p + "memory_bytes", nTotal: p + "total_memory_bytes",
 		nCreated: p + "objects_created_total", nRemoved: p + "objects_removed_total",
 		nAgent: p + "collector_memory_usage_bytes", nCycle: p + "last_collection_duration_seconds",
@@ -68,7 +64,7 @@ func NewRecorder(h *History, pub *snapshot.Publisher, namespace string) *Recorde
 			r.typeObjects[k][i], r.typeMemory[k][i] = unregistered, unregistered
 		}
 	}
-	for _, k := range memoryKinds {
+	for _, k := range snapshot.MemoryKinds {
 		r.memory[k] = unregistered
 	}
 	r.total, r.agent, r.cycle = unregistered, unregistered, unregistered
@@ -76,16 +72,16 @@ func NewRecorder(h *History, pub *snapshot.Publisher, namespace string) *Recorde
 	return r
 }
 
-// Record appends the published snapshot if it is a cycle not recorded yet.
-// It is meant for collector.Options.OnPublish: it runs on the cycle's
-// goroutine, allocates nothing once the series are known, and holds the
-// history's lock only to encode the row. A nil Recorder records nothing.
-func (r *Recorder) Record() {
+// Record appends s, the snapshot just published, if it is a cycle not
+// recorded yet. It is meant for collector.Options.OnPublish: it reads s in
+// place (no copy of its ~67 KB) while the collector leaves it unchanged,
+// allocates nothing once the series are known, and holds the history's
+// lock only to encode the row. A nil Recorder records nothing.
+func (r *Recorder) Record(s *snapshot.Snapshot) {
 	if r == nil { // no history
 		return
 	}
-	r.pub.Load(&r.snap)
-	r.Append(&r.snap)
+	r.Append(s)
 }
 
 // Append appends s if it is a completed cycle not recorded yet, and
@@ -122,43 +118,19 @@ func (r *Recorder) Append(s *snapshot.Snapshot) bool {
 	return h.Commit() == nil
 }
 
-// putOwners puts the owners' memory of s, as /metrics shows it: the rows,
-// "other" when it holds anything, and no one ("").
+// putOwners puts the owners' memory of s, as /metrics shows it: the same
+// rows, labelled the same way (snapshot.Owners.Shown, Owner.Labels).
 func (r *Recorder) putOwners(s *snapshot.Snapshot) {
 	if !s.Features[snapshot.FeatureOwnership] {
 		return
 	}
-	o := &s.Owners
-	put := func(w *snapshot.Owner, kind uint8) {
+	for kind, w := range s.Owners.Shown() {
 		key := ownerKey{comm: w.Comm, container: w.ContainerID, pod: w.PodUID, kind: kind}
 		r.owners.Put(key, float64(w.MemoryBytes), func() []Label {
-			owner := cString(w.Comm[:])
-			switch kind {
-			case 1:
-				owner = "other"
-			case 2:
-				owner = ""
-			}
-			return []Label{{"owner", owner}, {"container_id", cString(w.ContainerID[:])}, {"pod_uid", cString(w.PodUID[:])}}
+			owner, container, pod := w.Labels(kind)
+			return []Label{{"owner", owner}, {"container_id", container}, {"pod_uid", pod}}
 		})
 	}
-	for i := range o.N {
-		put(&o.Rows[i], 0)
-	}
-	if o.OtherOwners > 0 || o.Lost > 0 || o.Other != (snapshot.Owner{}) {
-		put(&o.Other, 1)
-	}
-	put(&o.None, 2)
-}
-
-// cString is b up to its first NUL.
-func cString(b []byte) string {
-	for i, c := range b {
-		if c == 0 {
-			return string(b[:i])
-		}
-	}
-	return string(b)
 }
 
 // register asks the history for the series it has not been asked for yet:

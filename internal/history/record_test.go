@@ -74,7 +74,7 @@ func (n *steadyNode) next() *snapshot.Snapshot {
 // The goal of the issue: at most 2 bytes per sample on a steady node.
 func TestSteadyNodeBytesPerSample(t *testing.T) {
 	h := newHistory(t, 256<<10)
-	r := NewRecorder(h, nil, ns)
+	r := NewRecorder(h, ns)
 	n := newSteadyNode()
 	for range 20000 { // fills the ring more than once
 		if !r.Append(n.next()) {
@@ -97,13 +97,15 @@ func TestSteadyNodeBytesPerSample(t *testing.T) {
 func TestRecordAllocatesNothing(t *testing.T) {
 	h := newHistory(t, 256<<10)
 	pub := new(snapshot.Publisher)
-	r := NewRecorder(h, pub, ns)
+	r := NewRecorder(h, ns)
 	n := newSteadyNode()
-	pub.Publish(n.next())
-	r.Record()
+	s := n.next()
+	pub.Publish(s)
+	r.Record(s)
 	allocs := testing.AllocsPerRun(2000, func() {
-		pub.Publish(n.next())
-		r.Record()
+		s = n.next()
+		pub.Publish(s)
+		r.Record(s)
 	})
 	if allocs != 0 {
 		t.Errorf("%v allocations per cycle", allocs)
@@ -111,7 +113,7 @@ func TestRecordAllocatesNothing(t *testing.T) {
 	// A snapshot published again without a new cycle (a failed cycle
 	// publishes its counters) adds no row.
 	rows := h.Stats().Rows
-	r.Record()
+	r.Record(s)
 	if h.Stats().Rows != rows {
 		t.Error("the same cycle was recorded twice")
 	}
@@ -123,7 +125,7 @@ func TestRecordAllocatesNothing(t *testing.T) {
 func TestRecordMatchesMetrics(t *testing.T) {
 	h := newHistory(t, 256<<10)
 	pub := new(snapshot.Publisher)
-	r := NewRecorder(h, pub, ns)
+	r := NewRecorder(h, ns)
 	n := newSteadyNode()
 	for i := range 30 {
 		s := n.next()
@@ -135,7 +137,7 @@ func TestRecordMatchesMetrics(t *testing.T) {
 			ks.MemoryBytes += 70000
 		}
 		pub.Publish(s)
-		r.Record()
+		r.Record(s)
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(exposition.NewMetrics(pub, ns))
@@ -202,7 +204,7 @@ func TestRetentionByProfile(t *testing.T) {
 			t.Fatal(err)
 		}
 		h := newHistory(t, int(cfg.HistoryBytes))
-		r := NewRecorder(h, nil, ns)
+		r := NewRecorder(h, ns)
 		n := newSteadyNode()
 		r.Append(n.next())
 		first := h.Stats().Oldest
@@ -218,5 +220,62 @@ func TestRetentionByProfile(t *testing.T) {
 		if keep < 24*time.Hour {
 			t.Errorf("%s keeps %s", name, keep)
 		}
+	}
+}
+
+// An owner's labels in the history are those of /metrics, down to a comm
+// or container the kernel holds as bytes that are not UTF-8 (both replace
+// them with U+FFFD), and "other" when it holds only lost attributions.
+func TestRecordOwnerLabelsMatchMetrics(t *testing.T) {
+	h := newHistory(t, 256<<10)
+	pub := new(snapshot.Publisher)
+	r := NewRecorder(h, ns)
+	s := newSteadyNode().next()
+	w := &s.Owners.Rows[0]
+	w.Comm = [16]byte{}
+	copy(w.Comm[:], "cilium\xff\xfeagent")
+	copy(w.ContainerID[:], "abc\xc3")
+	s.Owners.Lost = 1
+	pub.Publish(s)
+	r.Record(s)
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(exposition.NewMetrics(pub, ns))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served []string
+	for _, mf := range mfs {
+		if mf.GetName() != ns+"_owner_memory_bytes" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var ls []Label
+			for _, l := range m.GetLabel() {
+				ls = append(ls, Label{l.GetName(), l.GetValue()})
+			}
+			served = append(served, key(mf.GetName(), ls))
+		}
+	}
+	var recorded []string
+	err = h.Query(Query{}, func(p *Points) error {
+		if p.Name == ns+"_owner_memory_bytes" {
+			recorded = append(recorded, key(p.Name, p.Labels))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(served)
+	slices.Sort(recorded)
+	if !slices.Equal(served, recorded) {
+		t.Errorf("owner series in the history:\n%q\nin /metrics:\n%q", recorded, served)
+	}
+	want := key(ns+"_owner_memory_bytes", []Label{{"container_id", "abc\uFFFD"}, {"owner", "cilium\uFFFDagent"}, {"pod_uid", ""}})
+	other := key(ns+"_owner_memory_bytes", []Label{{"container_id", ""}, {"owner", "other"}, {"pod_uid", ""}})
+	if !slices.Contains(recorded, want) || !slices.Contains(recorded, other) {
+		t.Errorf("owner series in the history %q: want %q and %q among them", recorded, want, other)
 	}
 }

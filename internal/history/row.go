@@ -85,7 +85,6 @@ func (h *History) startBlock() {
 	h.active = h.active[:0]
 	next := (h.head + 1) % len(h.blocks)
 	if h.count == len(h.blocks) {
-		h.samples -= h.blocks[next].samples
 		h.count--
 	}
 	h.head = next
@@ -149,7 +148,6 @@ func (h *History) writeRow() {
 	b.bits = w.n
 	b.rows++
 	b.samples += len(h.active)
-	h.samples += len(h.active)
 }
 
 // Stats describes what the history holds.
@@ -171,10 +169,11 @@ type Stats struct {
 func (h *History) Stats() Stats {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	st := Stats{Samples: h.samples, MemoryBytes: h.memoryBytes(), Limit: h.limit, Dropped: h.dropped}
+	st := Stats{MemoryBytes: h.memoryBytes(), Limit: h.limit, Dropped: h.dropped}
 	for i := 0; i < h.count; i++ {
 		b := &h.blocks[(h.oldest()+i)%len(h.blocks)]
 		st.Bytes += (b.bits + 7) / 8
+		st.Samples += b.samples
 		st.Rows += b.rows
 	}
 	if h.count > 0 {

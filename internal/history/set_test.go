@@ -28,7 +28,7 @@ func setup(t *testing.T) (*History, func(ts int64, keys []testOwnerKey)) {
 		if err := h.Commit(); err != nil {
 			t.Fatal(err)
 		}
-		if mem := h.MemoryBytes(); mem > MinBytes {
+		if mem := h.Stats().MemoryBytes; mem > MinBytes {
 			t.Fatalf("%d bytes held", mem)
 		}
 	}

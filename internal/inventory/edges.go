@@ -66,9 +66,6 @@ func (e *Edges) Truncate(n int) { e.cur = e.cur[:n] }
 // Dropped is how many edges the cycle being built could not keep.
 func (e *Edges) Dropped() uint64 { return e.dropped }
 
-// Len is the number of edges of the last committed cycle.
-func (e *Edges) Len() int { return len(e.prev) }
-
 // Commit makes the cycle being built the current one.
 func (e *Edges) Commit() {
 	slices.SortFunc(e.cur, func(a, b edge) int {

@@ -5,8 +5,12 @@
 package snapshot
 
 import (
+	"bytes"
+	"iter"
 	"strconv"
+	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/ebpf-metrics/ebpf-metrics/internal/config"
 	"github.com/ebpf-metrics/ebpf-metrics/internal/kernel"
@@ -119,6 +123,11 @@ type Snapshot struct {
 	MemoryBudgetBytes uint64 // max_memory_bytes
 }
 
+// MemoryKinds are the kinds with a memory figure. Links have none (their
+// fdinfo has no memlock): their memory series are left out rather than
+// shown at a 0 that would read as "links cost nothing".
+var MemoryKinds = [...]kernel.Kind{kernel.KindMap, kernel.KindProg}
+
 // OwnStats is what the agent's own objects amount to.
 type OwnStats struct {
 	Objects     uint64
@@ -165,6 +174,66 @@ type Owners struct {
 	// Lost counts what did not fit the agent's fixed tables this cycle
 	// (holdings, programs' maps, owners): those objects went to Other.
 	Lost uint64
+}
+
+// OtherOwner is the owner label of Owners.Other, the owners beyond
+// max_owners; the objects no one holds (Owners.None) have the empty owner.
+const OtherOwner = "other"
+
+// OwnerKind tells which part of Owners a row is: its owner label follows
+// from it.
+type OwnerKind uint8
+
+const (
+	OwnerRow   OwnerKind = iota // one of Rows: labelled with its comm
+	OwnerOther                  // Other: OtherOwner
+	OwnerNone                   // None: ""
+)
+
+// Shown yields the rows that have owner series, in the metrics and in the
+// history alike: every row of Rows, Other when it sums anything (owners
+// beyond max_owners, lost attributions, or objects), and None always.
+func (o *Owners) Shown() iter.Seq2[OwnerKind, *Owner] {
+	return func(yield func(OwnerKind, *Owner) bool) {
+		for i := range o.N {
+			if !yield(OwnerRow, &o.Rows[i]) {
+				return
+			}
+		}
+		if o.OtherOwners > 0 || o.Lost > 0 || o.Other != (Owner{}) {
+			if !yield(OwnerOther, &o.Other) {
+				return
+			}
+		}
+		yield(OwnerNone, &o.None)
+	}
+}
+
+// Labels returns the owner, container_id and pod_uid label values of w
+// shown as a row of kind k.
+func (w *Owner) Labels(k OwnerKind) (owner, container, pod string) {
+	switch k {
+	case OwnerOther:
+		owner = OtherOwner
+	case OwnerNone:
+		owner = ""
+	default:
+		owner = CString(w.Comm[:])
+	}
+	return owner, CString(w.ContainerID[:]), CString(w.PodUID[:])
+}
+
+// CString is b up to its first NUL, as a label value: a comm or a name the
+// kernel took from a user can hold any bytes, and a label must be UTF-8
+// (invalid bytes become U+FFFD).
+func CString(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
 }
 
 // TopObject is one map or program of a ranking.
