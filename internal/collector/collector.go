@@ -63,8 +63,13 @@ type Options struct {
 	// kernel.LoadIteratorsWith, sharing the kernel BTF with the holders
 	// iterator.
 	LoadIterators func(gate kernel.Gate, procfs string) (kernel.IteratorSource, [kernel.NumKinds]error, error)
-	// FirstCycle says that the caller runs Cycle as soon as New returns
-	// (--once): the first cycle's holders pass is then taken during New,
+	// BTF is where the kernel's BTF is parsed for loading the BPF programs,
+	// perhaps already being parsed (warmup.TakeBTF). Default: a new cache.
+	// It is dropped when New returns.
+	BTF *btf.Cache
+	// FirstCycle says that the caller runs a cycle as soon as New returns
+	// (--once; the agent, which starts Run at once): the first cycle's
+	// holders pass is then taken during New,
 	// as soon as the holders iterator is loaded, beside the loading of the
 	// object iterators, instead of on the cycle's critical path. Objects
 	// created between that pass and the cycle have no holder in it.
@@ -163,7 +168,10 @@ func New(opts Options) (*Collector, error) {
 	// One parse of the kernel's BTF serves every BPF program the agent
 	// loads (the object iterators, the holders iterator); it is dropped
 	// with this function's frame once they are loaded.
-	btfCache := btf.NewCache()
+	btfCache := opts.BTF
+	if btfCache == nil {
+		btfCache = btf.NewCache()
+	}
 	if opts.LoadIterators == nil {
 		opts.LoadIterators = func(gate kernel.Gate, procfs string) (kernel.IteratorSource, [kernel.NumKinds]error, error) {
 			it, errs, err := kernel.LoadIteratorsWith(gate, procfs, btfCache)
