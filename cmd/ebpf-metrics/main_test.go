@@ -32,6 +32,7 @@ var agentBin string
 func TestMain(m *testing.M) {
 	holder.RunIfChild() // returns only when this process is not a holder
 	execWrapped()       // returns only when this process is not an agent's wrapper
+	faultChildIfAsked() // returns only when this process is not measuring its page faults
 	dir, err := os.MkdirTemp("", "ebpf-metrics-test")
 	if err != nil {
 		panic(err)
