@@ -251,11 +251,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 				"collector_ready", loaded, "first_cycle", time.Since(started)-loaded)
 		}
 	}
-	// Loading the BPF programs and a first cycle touch some 8 MiB for the
-	// first time: one madvise instead of ~2,000 page faults. The agent
-	// gives back what is left with FreeOSMemory after loading.
-	if err := warmup.PrefaultHeap(warmup.StartupHeap); err != nil {
-		logger.Debug("heap not prefaulted", "err", err)
+	if f.once {
+		// Loading the BPF programs and a cycle touch some 8 MiB for the
+		// first time: one madvise instead of ~2,000 page faults. Not for
+		// the agent that serves: its tables, cut from those resident
+		// pages, would be zeroed whole and stay resident (+10 MiB with
+		// tables for every object), where fresh pages stay untouched
+		// until used.
+		if err := warmup.PrefaultHeap(warmup.StartupHeap); err != nil {
+			logger.Debug("heap not prefaulted", "err", err)
+		}
 	}
 	// Both --once and the agent's Run collect as soon as New returns.
 	c, err := collector.New(collector.Options{Config: cfg, ProcFS: f.procfs, Logger: logger, OnPublish: onPublish,
