@@ -304,9 +304,10 @@ type iterTaskInfo struct {
 	_               uint32
 }
 
-// linkInfoIterTaskPID is the offset in bpf_link_info of iter.task.pid,
-// where the kernel reports the process an iterator link is limited to.
-const linkInfoIterTaskPID = 36
+// linkInfoIterTaskPID is the offset of iter.task.pid in LinkInfo.Union1
+// (36 in bpf_link_info), where the kernel reports the process an iterator
+// link is limited to.
+const linkInfoIterTaskPID = 20
 
 // ownProcessLink attaches the holders program a second time, limited to
 // the agent's process, and returns the link's fd. It fails where the
@@ -329,7 +330,7 @@ func (h *Holders) ownProcessLink() (int, error) {
 		Close(fd)
 		return -1, err
 	}
-	if got := *(*uint32)(unsafe.Pointer(&(*[unsafe.Sizeof(LinkInfo{})]byte)(unsafe.Pointer(li))[linkInfoIterTaskPID])); got != pid {
+	if got := *(*uint32)(unsafe.Pointer(&li.Union1[linkInfoIterTaskPID])); got != pid {
 		Close(fd)
 		return -1, fmt.Errorf("the kernel did not limit the iterator to process %d", pid)
 	}

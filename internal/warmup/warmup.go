@@ -13,18 +13,16 @@ import (
 	"os"
 	"runtime"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
 
-var (
-	mu    sync.Mutex
-	cache *btf.Cache
-)
+// cache is the parse started at initialisation, until taken.
+var cache atomic.Pointer[btf.Cache]
 
-func init() { cache = start(os.Args) }
+func init() { cache.Store(start(os.Args)) }
 
 // start begins parsing the kernel's BTF in a goroutine and returns the
 // cache it fills, unless args (the program's) load nothing: --version,
@@ -48,13 +46,7 @@ func start(args []string) *btf.Cache {
 // TakeBTF returns the cache whose kernel BTF is being parsed since start-up,
 // once; nil afterwards or if none was started. The taker drops it once its
 // programs are loaded.
-func TakeBTF() *btf.Cache {
-	mu.Lock()
-	defer mu.Unlock()
-	c := cache
-	cache = nil
-	return c
-}
+func TakeBTF() *btf.Cache { return cache.Swap(nil) }
 
 // StartupHeap is about how much memory loading the BPF programs and a
 // first cycle touch for the first time (the kernel's BTF decoded for the
