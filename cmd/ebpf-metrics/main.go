@@ -301,17 +301,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	rec = recorder
-	// The first cycle runs beside the rest of start-up, with the holders
-	// pass New took; its snapshot waits in the cache's notification until
-	// the server is up. Any early return cancels ctx and closes c, which
-	// waits for the cycle.
-	go c.Run(ctx)
-	debug.FreeOSMemory() // the kernel BTF parsed for loading, garbage now
-	// The soft memory limit comes once the BPF programs are loaded: the
-	// kernel's BTF, parsed for them, is garbage now, and the limit would
-	// have made the collector run all along the loading.
-	limitMemory(cfg.MaxMemoryBytes, f.pprof, logger)
-
 	var push *otlp.Pusher
 	if f.otlpConfig.Enabled() {
 		if push, err = otlp.New(f.otlpConfig, cache, f.namespace, logger); err != nil {
@@ -321,7 +310,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		reg.MustRegister(push)
 	}
 	landing, routes := webRoutes(f, cache, hist)
-	cache.Refresh()
+	// The server binds its addresses before the first cycle starts: a
+	// cycle opens an fd per object it reads, and under a tight
+	// RLIMIT_NOFILE those must not take the listener's.
 	srv, err := exposition.NewServer(exposition.ServerConfig{
 		ListenAddresses:     f.listen,
 		TelemetryPath:       f.path,
@@ -337,6 +328,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ebpf-metrics: %v\n", err)
 		return exitRuntime
 	}
+	// The first cycle runs beside the rest of start-up, with the holders
+	// pass New took; its snapshot waits in the cache's notification until
+	// the server is up. Any early return cancels ctx and closes c, which
+	// waits for the cycle.
+	go c.Run(ctx)
+	debug.FreeOSMemory() // the kernel BTF parsed for loading, garbage now
+	// The soft memory limit comes once the BPF programs are loaded: the
+	// kernel's BTF, parsed for them, is garbage now, and the limit would
+	// have made the collector run all along the loading.
+	limitMemory(cfg.MaxMemoryBytes, f.pprof, logger)
+
+	cache.Refresh()
 	logger.Info("starting ebpf-metrics", "version", version.Info(), "profile", cfg.Profile,
 		"mode", cfg.CollectionMode, "interval", cfg.CollectionInterval, "listen", f.listen)
 

@@ -147,6 +147,8 @@ func startAgentVia(t *testing.T, web webClient, wrap, env []string, args ...stri
 		}
 		select {
 		case err := <-a.done:
+			// Put the status back for the cleanup, which waits for it.
+			a.done <- err
 			t.Fatalf("agent exited: %v\n%s", err, a.stderr)
 		default:
 		}
