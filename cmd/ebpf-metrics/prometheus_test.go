@@ -317,6 +317,7 @@ func startPrometheus(t *testing.T, bin, dir, config string) *promServer {
 		}
 		select {
 		case err := <-done:
+			done <- err // for the cleanup, which waits for it
 			t.Fatalf("prometheus exited: %v\n%s", err, p.stderr.String())
 		default:
 		}
