@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -40,12 +41,12 @@ func ParseFDInfo(b []byte, out *FDInfo) {
 	*out = FDInfo{}
 	for len(b) > 0 {
 		line := b
-		if i := indexByte(b, '\n'); i >= 0 {
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			line, b = b[:i], b[i+1:]
 		} else {
 			b = nil
 		}
-		colon := indexByte(line, ':')
+		colon := bytes.IndexByte(line, ':')
 		if colon <= 0 {
 			continue
 		}
@@ -69,15 +70,6 @@ func ParseFDInfo(b []byte, out *FDInfo) {
 			out.Has |= field
 		}
 	}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 func trimSpace(b []byte) []byte {

@@ -4,6 +4,7 @@ package kernel
 // and decoded in place.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"unsafe"
@@ -110,7 +111,7 @@ func (h *Holders) decode(b []byte, rec *HolderRecord) error {
 		h.path = h.path[:0]
 		for i := levels - 1; i >= 0; i-- {
 			name := b[namesAt+i*holderCgroupName : namesAt+(i+1)*holderCgroupName]
-			if n := indexByte(name, 0); n >= 0 {
+			if n := bytes.IndexByte(name, 0); n >= 0 {
 				name = name[:n]
 			}
 			h.path = append(h.path, '/')
