@@ -1,6 +1,9 @@
 package owner
 
-import "strings"
+import (
+	"strings"
+	"unsafe"
+)
 
 // ParseCgroup returns the container ID and the pod UID that a cgroup path
 // names, or "" for each it does not name (a host process). The path may be
@@ -188,7 +191,9 @@ func componentsReversed(path string) func(func(string) bool) {
 // others (a runtime on cgroup v1 may leave its containers at the v2 root,
 // or in its own service). The results are copies: b may be reused.
 func ParseProcCgroup(b []byte) (containerID, podUID string) {
-	s := string(b)
+	// Read in place: only the results are copied, so a process outside
+	// any container, the common case, costs no allocation.
+	s := unsafe.String(unsafe.SliceData(b), len(b))
 	var pod string
 	for rank := range 4 {
 		for line := range strings.SplitSeq(s, "\n") {

@@ -136,9 +136,22 @@ func TestParseProcCgroup(t *testing.T) {
 		{"empty", "", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, p := ParseProcCgroup([]byte(tc.file))
+			b := []byte(tc.file)
+			c, p := ParseProcCgroup(b)
+			// The results are copies: the caller reuses its buffer.
+			for i := range b {
+				b[i] = 'x'
+			}
 			if c != tc.container || p != tc.pod {
 				t.Errorf("ParseProcCgroup(%q) = %q, %q; want %q, %q", tc.file, c, p, tc.container, tc.pod)
+			}
+			// A process outside any container costs the procfs holders
+			// pass no allocation when it first appears.
+			if tc.container == "" && tc.pod == "" {
+				b = []byte(tc.file)
+				if n := testing.AllocsPerRun(10, func() { ParseProcCgroup(b) }); n != 0 {
+					t.Errorf("ParseProcCgroup(%q): %v allocations, want 0", tc.file, n)
+				}
 			}
 		})
 	}
