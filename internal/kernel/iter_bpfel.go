@@ -57,15 +57,12 @@ type iterProgRecord struct {
 		Id   uint32
 		Size uint32
 	}
-	RunTimeNs     uint64
-	RunCnt        uint64
-	Memory        uint64
-	Type          uint32
-	JitedLen      uint32
-	XlatedLen     uint32
-	VerifiedInsns uint32
-	Tag           [8]uint8
-	Name          [16]int8
+	RunTimeNs uint64
+	RunCnt    uint64
+	Memory    uint64
+	Type      uint32
+	Name      [16]int8
+	_         [4]byte
 }
 
 // Names of all BPF objects in the ELF.

@@ -142,35 +142,6 @@ int dump_maps(struct bpf_iter__bpf_map *ctx)
 	return 0;
 }
 
-/* A program with subprograms is JITed function by function; what the
- * kernel reports as its JITed length (bpf_prog_info.jited_prog_len) is the
- * sum over them. prog->jited_len alone is the main function's. */
-struct bpf_prog_aux___funcs {
-	__u32 func_cnt;
-	struct bpf_prog **func;
-} __attribute__((preserve_access_index));
-
-#define MAX_FUNCS 256 /* BPF_MAX_SUBPROGS */
-
-static __always_inline __u32 jited_len(struct bpf_prog *prog)
-{
-	struct bpf_prog_aux___funcs *aux = (void *)BPF_CORE_READ(prog, aux);
-	__u32 n = BPF_CORE_READ(aux, func_cnt);
-	struct bpf_prog **funcs = BPF_CORE_READ(aux, func);
-	__u32 len = 0;
-
-	if (n == 0 || !funcs)
-		return prog->jited_len;
-	for (__u32 i = 0; i < MAX_FUNCS && i < n; i++) {
-		struct bpf_prog *f = NULL;
-
-		bpf_probe_read_kernel(&f, sizeof(f), &funcs[i]);
-		if (f)
-			len += BPF_CORE_READ(f, jited_len);
-	}
-	return len;
-}
-
 /* used_maps fills m with the IDs of the maps prog uses: what ties a map
  * that no process holds to the holder of a program that uses it. */
 static __always_inline void used_maps(struct bpf_prog *prog, struct prog_maps *m)
@@ -222,10 +193,6 @@ int dump_progs(struct bpf_iter__bpf_prog *ctx)
 	}
 	r.memory = (__u64)prog->pages * page_size;
 	r.type = prog->type;
-	r.jited_len = jited_len(prog);
-	r.xlated_len = prog->len * 8; /* sizeof(struct bpf_insn) */
-	r.verified_insns = BPF_CORE_READ(prog, aux, verified_insns);
-	bpf_probe_read_kernel(r.tag, sizeof(r.tag), prog->tag);
 	BPF_CORE_READ_INTO(&r.name, prog, aux, name);
 	used_maps(prog, &maps);
 	n = maps.n;

@@ -110,7 +110,6 @@ struct bpf_prog_stats {
 
 struct bpf_prog_aux {
 	__u32 id;
-	__u32 verified_insns;
 	__u32 used_map_cnt;
 	struct bpf_map **used_maps;
 	char name[16];
@@ -119,9 +118,6 @@ struct bpf_prog_aux {
 struct bpf_prog {
 	__u16 pages;
 	enum bpf_prog_type type;
-	__u32 len;
-	__u32 jited_len;
-	__u8 tag[8];
 	struct bpf_prog_stats *stats;
 	struct bpf_prog_aux *aux;
 } __attribute__((preserve_access_index));

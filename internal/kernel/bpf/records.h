@@ -46,10 +46,6 @@ struct prog_record {
 	/* Full records only. */
 	__u64 memory;
 	__u32 type;
-	__u32 jited_len;
-	__u32 xlated_len;
-	__u32 verified_insns;
-	__u8 tag[8];
 	char name[16];
 };
 #define PROG_RECORD_SHORT 8
