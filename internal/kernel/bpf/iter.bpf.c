@@ -110,27 +110,31 @@ int dump_maps(struct bpf_iter__bpf_map *ctx)
 	struct seq_file *seq = ctx->meta->seq;
 	struct bpf_map *map = ctx->map;
 	struct map_record r = {};
+	bool known;
 
 	if (!map)
 		return 0;
 	r.h.id = map->id;
 	r.elements = map_elements(map);
-	if (r.h.id <= full_above[KIND_MAP]) {
-		/* Known: send only what can have changed, often nothing. */
-		if (map_memory_varies(map)) {
-			r.memory = map_memory(map, r.elements);
-		} else if (r.elements == ELEMENTS_UNKNOWN) {
+	known = r.h.id <= full_above[KIND_MAP];
+	/* One call site for map_memory: the verifier walks each copy of its
+	 * per-type branches. A known map sends only what can have changed,
+	 * often nothing. */
+	if (known && !map_memory_varies(map)) {
+		if (r.elements == ELEMENTS_UNKNOWN) {
 			r.h.size = MAP_RECORD_ID;
 			bpf_seq_write(seq, &r, MAP_RECORD_ID);
 			return 0;
-		} else {
-			r.memory = MEMORY_UNCHANGED;
 		}
+		r.memory = MEMORY_UNCHANGED;
+	} else {
+		r.memory = map_memory(map, r.elements);
+	}
+	if (known) {
 		r.h.size = MAP_RECORD_SHORT;
 		bpf_seq_write(seq, &r, MAP_RECORD_SHORT);
 		return 0;
 	}
-	r.memory = map_memory(map, r.elements);
 	r.h.size = sizeof(r);
 	r.type = map->map_type;
 	r.flags = map->map_flags;
