@@ -3,6 +3,7 @@ package history
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,28 +140,9 @@ func TestRecordMatchesMetrics(t *testing.T) {
 		pub.Publish(s)
 		r.Record(s)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(exposition.NewMetrics(pub, ns))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var ls []Label
-			for _, l := range m.GetLabel() {
-				ls = append(ls, Label{l.GetName(), l.GetValue()})
-			}
-			v := m.GetGauge().GetValue()
-			if m.Counter != nil {
-				v = m.GetCounter().GetValue()
-			}
-			served[key(mf.GetName(), ls)] = v
-		}
-	}
+	served := servedSeries(t, pub)
 	seriesCount := 0
-	err = h.Query(Query{}, func(p *Points) error {
+	err := h.Query(Query{}, func(p *Points) error {
 		seriesCount++
 		k := key(p.Name, p.Labels)
 		want, ok := served[k]
@@ -239,27 +221,14 @@ func TestRecordOwnerLabelsMatchMetrics(t *testing.T) {
 	pub.Publish(s)
 	r.Record(s)
 
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(exposition.NewMetrics(pub, ns))
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var served []string
-	for _, mf := range mfs {
-		if mf.GetName() != ns+"_owner_memory_bytes" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var ls []Label
-			for _, l := range m.GetLabel() {
-				ls = append(ls, Label{l.GetName(), l.GetValue()})
-			}
-			served = append(served, key(mf.GetName(), ls))
+	for k := range servedSeries(t, pub) {
+		if strings.HasPrefix(k, ns+"_owner_memory_bytes[") { // key: the name, then its labels
+			served = append(served, k)
 		}
 	}
 	var recorded []string
-	err = h.Query(Query{}, func(p *Points) error {
+	err := h.Query(Query{}, func(p *Points) error {
 		if p.Name == ns+"_owner_memory_bytes" {
 			recorded = append(recorded, key(p.Name, p.Labels))
 		}
@@ -278,4 +247,31 @@ func TestRecordOwnerLabelsMatchMetrics(t *testing.T) {
 	if !slices.Contains(recorded, want) || !slices.Contains(recorded, other) {
 		t.Errorf("owner series in the history %q: want %q and %q among them", recorded, want, other)
 	}
+}
+
+// servedSeries gathers what /metrics serves from pub: each series' value,
+// keyed as the history keys its series.
+func servedSeries(t *testing.T, pub *snapshot.Publisher) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(exposition.NewMetrics(pub, ns))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []Label
+			for _, l := range m.GetLabel() {
+				ls = append(ls, Label{l.GetName(), l.GetValue()})
+			}
+			v := m.GetGauge().GetValue()
+			if m.Counter != nil {
+				v = m.GetCounter().GetValue()
+			}
+			served[key(mf.GetName(), ls)] = v
+		}
+	}
+	return served
 }
