@@ -304,6 +304,14 @@ type iterTaskInfo struct {
 	_               uint32
 }
 
+// The offsets of link_create.iter_info (a pointer to union
+// bpf_iter_link_info) and link_create.iter_info_len in
+// linkCreateAttr.Union1 (uapi linux/bpf.h, Linux 5.9).
+const (
+	linkCreateIterInfo    = 0
+	linkCreateIterInfoLen = 8
+)
+
 // linkInfoIterTaskPID is the offset of iter.task.pid in LinkInfo.Union1
 // (36 in bpf_link_info), where the kernel reports the process an iterator
 // link is limited to.
@@ -318,8 +326,8 @@ func (h *Holders) ownProcessLink() (int, error) {
 	pid := uint32(unix.Getpid())
 	info := &iterTaskInfo{pid: pid}
 	attr := linkCreateAttr{ProgFD: uint32(h.objs.Holders.FD()), AttachType: uint32(AttachTypeTraceIter)}
-	*(*uint64)(unsafe.Pointer(&attr.Union1[0])) = uint64(uintptr(unsafe.Pointer(info)))
-	*(*uint32)(unsafe.Pointer(&attr.Union1[8])) = uint32(unsafe.Sizeof(*info))
+	*(*uint64)(unsafe.Pointer(&attr.Union1[linkCreateIterInfo])) = uint64(uintptr(unsafe.Pointer(info)))
+	*(*uint32)(unsafe.Pointer(&attr.Union1[linkCreateIterInfoLen])) = uint32(unsafe.Sizeof(*info))
 	fd, err := BPF(CmdLinkCreate, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
 	runtime.KeepAlive(info)
 	if err != nil {
